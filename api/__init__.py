@@ -1,0 +1,1 @@
+"""HTTP: health and readiness now; the API, live stream and console grow here."""

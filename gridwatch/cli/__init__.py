@@ -1,0 +1,30 @@
+"""The ``gridwatch`` command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gridwatch.cli import common, config_cmd, deadletter_cmd, registry_cmd, run_cmd
+
+app = typer.Typer(
+    name="gridwatch",
+    help="Real-time alert ingestion for grid-based public-safety management.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.callback()(common.global_options)
+app.command("run")(run_cmd.run)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(registry_cmd.grids_app, name="grids")
+app.add_typer(registry_cmd.devices_app, name="devices")
+app.add_typer(deadletter_cmd.app, name="deadletter")
+
+
+def main() -> None:
+    try:
+        app()
+    except common.UserError as exc:
+        print(f"gridwatch: {exc}", file=sys.stderr)
+        sys.exit(2)

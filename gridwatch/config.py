@@ -1,0 +1,288 @@
+"""The one typed configuration of gridwatch.
+
+Sources, highest first: keyword arguments (tests), ``GRIDWATCH_<SECTION>_<KEY>`` environment
+variables, the TOML file given with ``--config``, then defaults that run out of the box
+(embedded broker and database under the data dir). Unknown keys are errors that name the
+key, in the file and in the environment alike: a typo must not silently fall back to a
+default on a command centre's server.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "GRIDWATCH_"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttConfig(Section):
+    url: str | None = Field(
+        None,
+        description="Broker URL (mqtt://host:1883 or mqtts://host:8883). Unset: start the "
+        "embedded mosquitto.",
+    )
+    username: str | None = Field(None, description="Broker user name of gridwatch itself.")
+    password: SecretStr | None = Field(None, description="Broker password of gridwatch itself.")
+    client_id: str = Field(
+        "gridwatch-ingest",
+        description="MQTT client id. Must be stable across restarts (the broker keeps the "
+        "persistent session under it) and unique per worker.",
+    )
+    shared_group: str | None = Field(
+        None,
+        description="MQTT 5 shared-subscription group; set it on every worker so the broker "
+        "spreads devices' messages across them ($share/<group>/...).",
+    )
+    topic_root: str = Field("gridwatch/v1", description="Root of all gridwatch topics.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    session_expiry_s: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="How long the broker keeps gridwatch's session (and queues QoS 1 "
+        "messages for it) while gridwatch is down.",
+    )
+    receive_maximum: int = Field(
+        20000,
+        ge=1,
+        le=65535,
+        description="QoS 1 messages the broker may have in flight to gridwatch before it "
+        "acknowledges them; acknowledgements follow the database commit, so this bounds "
+        "what is held in memory and sets the back-pressure point.",
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay (with jitter).")
+    max_payload_bytes: int = Field(
+        65536, ge=256, description="Larger payloads are dead-lettered as oversize."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must start with mqtt:// or mqtts://")
+        return value
+
+
+class DbConfig(Section):
+    url: str | None = Field(
+        None,
+        description="PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the "
+        "embedded PostgreSQL under the data dir.",
+    )
+    pool_min: int = Field(1, ge=1, description="Connections kept open.")
+    pool_max: int = Field(8, ge=1, description="Most connections open at once.")
+    readings_retention_days: int = Field(
+        90, ge=1, description="Readings older than this are dropped (partition or chunk)."
+    )
+    partitions_ahead_days: int = Field(
+        3, ge=1, description="Daily partitions created ahead of today (native partitioning)."
+    )
+    dead_letter_retention_days: int = Field(30, ge=1, description="Dead letters kept this long.")
+    compress_after_days: int = Field(
+        7, ge=1, description="TimescaleDB only: compress readings chunks older than this."
+    )
+
+
+class EmbeddedConfig(Section):
+    mqtt_host: str = Field("127.0.0.1", description="Address of the embedded broker.")
+    mqtt_port: int = Field(1883, ge=1, le=65535, description="Port of the embedded broker.")
+    pg_port: int = Field(
+        5432, ge=1, le=65535, description="Port number of the embedded PostgreSQL socket."
+    )
+
+
+class IngestConfig(Section):
+    batch_max: int = Field(5000, ge=1, description="Most messages written in one transaction.")
+    batch_wait_ms: int = Field(
+        20, ge=0, description="How long a batch may wait to fill before it is written."
+    )
+    queue_batches: int = Field(
+        4, ge=1, description="Batches waiting for the database before MQTT reading pauses."
+    )
+    max_future_skew_s: float = Field(
+        600.0, ge=0, description="Device timestamps further in the future are rejected."
+    )
+    dedup_window: int = Field(
+        256, ge=1, description="Recent sequence numbers remembered per device to drop repeats."
+    )
+    registry_refresh_s: float = Field(
+        60.0, gt=0, description="Registry reload interval (also reloaded on NOTIFY)."
+    )
+
+
+class HttpConfig(Section):
+    listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP server.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class LogConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    format: Literal["json", "text"] = Field("json", description="One JSON object a line, or text.")
+
+
+class Settings(BaseSettings):
+    """Everything gridwatch can be told; see docs/configuration.md for the reference."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+    _toml_path: ClassVar[Path | None] = None
+
+    data_dir: Path = Field(
+        Path(".gridwatch"), description="Where embedded services, evidence and run files live."
+    )
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
+    db: DbConfig = Field(default_factory=DbConfig)  # type: ignore[arg-type]
+    embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)  # type: ignore[arg-type]
+    ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
+    http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
+    log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_path))
+        return tuple(sources)
+
+    @property
+    def embedded_mqtt(self) -> bool:
+        return self.mqtt.url is None
+
+    @property
+    def embedded_db(self) -> bool:
+        return self.db.url is None
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and what is wrong."""
+
+
+def _known_env_names() -> set[str]:
+    names = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        model = field.annotation
+        if isinstance(model, type) and issubclass(model, Section):
+            names.update(f"{ENV_PREFIX}{name}_{key}".upper() for key in model.model_fields)
+    return names
+
+
+def _check_environment(environ: dict[str, str]) -> None:
+    known = _known_env_names()
+    unknown = sorted(
+        k for k in environ if k.upper().startswith(ENV_PREFIX) and k.upper() not in known
+    )
+    if unknown:
+        raise ConfigError(
+            "unknown environment variable(s): "
+            + ", ".join(unknown)
+            + " (see docs/configuration.md for the keys)"
+        )
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key")
+        else:
+            lines.append(f"  {key}: {item['msg']} (got {item.get('input')!r})")
+    return f"invalid configuration ({origin}):\n" + "\n".join(lines)
+
+
+def load_settings(
+    config_path: Path | None = None, environ: dict[str, str] | None = None, **overrides: Any
+) -> Settings:
+    """Build the effective settings, or raise ConfigError naming every bad key."""
+    env = dict(os.environ if environ is None else environ)
+    _check_environment(env)
+    if config_path is not None:
+        if not config_path.is_file():
+            raise ConfigError(f"config file {config_path} does not exist")
+        try:
+            tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_path} is not valid TOML: {exc}") from None
+    origin = f"{config_path} and {ENV_PREFIX}* environment" if config_path else "environment"
+    Settings._toml_path = config_path
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        saved = {k: v for k, v in os.environ.items() if k.upper().startswith(ENV_PREFIX)}
+        for key in saved:
+            del os.environ[key]
+        os.environ.update({k: v for k, v in env.items() if k.upper().startswith(ENV_PREFIX)})
+        try:
+            return Settings(**overrides)
+        finally:
+            for key in [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]:
+                del os.environ[key]
+            os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origin)) from None
+    finally:
+        Settings._toml_path = None
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data with secrets (and URL passwords) hidden."""
+    data = settings.model_dump(mode="json")
+    for section in data.values():
+        if isinstance(section, dict):
+            for key, value in section.items():
+                if key == "password" and value is not None:
+                    section[key] = "********"
+                elif key == "url" and isinstance(value, str):
+                    section[key] = mask_url(value)
+    return data
+
+
+def mask_url(url: str) -> str:
+    """Hide the password part of ``scheme://user:password@host``."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:********@{host}"

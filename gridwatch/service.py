@@ -1,0 +1,214 @@
+"""``gridwatch run``: wires the rooms together and supervises them until a signal.
+
+Start order: schema, readings partitions, registry, MQTT, HTTP. Stop order is the reverse
+of the data flow: stop taking messages, store and acknowledge what was taken, say offline
+and disconnect (the broker keeps the session and queues what comes next), stop HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import psycopg
+from aiohttp import web
+
+from api.http import make_app
+from gridwatch.config import Settings
+from gridwatch.endpoints import Endpoints
+from ingest.known_devices import REGISTRY_CHANNEL, load_known_devices
+from ingest.mqtt_source import MqttEndpoint, MqttSource
+from ingest.pipeline import IngestPipeline
+from ingest.topics import UplinkTopics
+from ingest.validate import Limits, Validator
+from storage.migrate import migrate
+from storage.timeseries import maintain
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL_S = 3600.0
+
+
+class Service:
+    def __init__(self, settings: Settings, endpoints: Endpoints) -> None:
+        self.settings = settings
+        self.endpoints = endpoints
+        self.started_at = time.time()
+        self.topics = UplinkTopics(settings.mqtt.topic_root)
+        self.source: MqttSource | None = None
+        self.pipeline: IngestPipeline | None = None
+        self.validator: Validator | None = None
+        self.http_url = ""
+        self._stop = asyncio.Event()
+
+    async def connect_db(self) -> psycopg.AsyncConnection:
+        return await psycopg.AsyncConnection.connect(self.endpoints.db_conninfo)
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def health(self) -> dict[str, object]:
+        source, pipeline = self.source, self.pipeline
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "components": {
+                "mqtt": bool(source and source.connected.is_set()),
+                "database": bool(pipeline and pipeline.db_ok),
+            },
+            "ingest": pipeline.stats.snapshot() if pipeline else {},
+            "queues": {
+                "mqtt_pending": source.pending() if source else 0,
+                "batches_waiting": pipeline.queue_depth() if pipeline else 0,
+            },
+            "devices_known": len(self.validator.devices) if self.validator else 0,
+        }
+
+    async def prepare_database(self) -> None:
+        s = self.settings.db
+        async with await self.connect_db() as conn:
+            applied = await migrate(conn)
+            if applied:
+                log.info("schema migrated", extra={"applied": applied})
+            await maintain(
+                conn,
+                now=datetime.now(UTC),
+                retention_days=s.readings_retention_days,
+                ahead_days=s.partitions_ahead_days,
+                compress_after_days=s.compress_after_days,
+            )
+
+    async def run(
+        self, on_ready: Callable[[Service], Awaitable[None] | None] | None = None
+    ) -> None:
+        settings = self.settings
+        await self.prepare_database()
+        async with await self.connect_db() as conn:
+            known = await load_known_devices(conn)
+        self.validator = Validator(
+            self.topics,
+            known,
+            Limits(
+                max_payload_bytes=settings.mqtt.max_payload_bytes,
+                max_future_skew_s=settings.ingest.max_future_skew_s,
+                oldest_accepted_s=settings.db.readings_retention_days * 86400.0,
+            ),
+        )
+        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+        self.source = MqttSource(
+            MqttEndpoint.from_url(self.endpoints.mqtt_url),
+            client_id=settings.mqtt.client_id,
+            subscription=self.topics.subscription(settings.mqtt.shared_group),
+            status_topic=self.topics.service_status(settings.mqtt.client_id),
+            username=settings.mqtt.username,
+            password=password,
+            keepalive_s=settings.mqtt.keepalive_s,
+            session_expiry_s=settings.mqtt.session_expiry_s,
+            receive_maximum=settings.mqtt.receive_maximum,
+            max_pending=settings.ingest.batch_max * settings.ingest.queue_batches,
+            reconnect_min_s=settings.mqtt.reconnect_min_s,
+            reconnect_max_s=settings.mqtt.reconnect_max_s,
+        )
+        self.pipeline = IngestPipeline(
+            self.source,
+            self.validator,
+            self.connect_db,
+            batch_max=settings.ingest.batch_max,
+            queue_batches=settings.ingest.queue_batches,
+            dedup_window=settings.ingest.dedup_window,
+        )
+        runner = web.AppRunner(make_app(self.health), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        await site.start()
+        self.http_url = f"http://{settings.http.listen}"
+        self.source.start(asyncio.get_running_loop())
+        background = [
+            asyncio.create_task(self._watch_registry(), name="registry-watch"),
+            asyncio.create_task(self._maintenance(), name="maintenance"),
+        ]
+        pipeline_task = asyncio.create_task(self.pipeline.run(), name="ingest")
+        log.info(
+            "gridwatch running", extra={"http": self.http_url, "mqtt": self.endpoints.mqtt_url}
+        )
+        try:
+            if on_ready is not None:
+                result = on_ready(self)
+                if asyncio.iscoroutine(result):
+                    await result
+            stop_wait = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait(
+                {stop_wait, pipeline_task}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if pipeline_task in done:
+                pipeline_task.result()  # a crashed pipeline stops the service loudly
+            stop_wait.cancel()
+        finally:
+            log.info("gridwatch stopping")
+            self.pipeline.stop()
+            with contextlib.suppress(Exception):
+                await pipeline_task
+            await asyncio.to_thread(self.source.stop)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await runner.cleanup()
+            log.info("gridwatch stopped", extra={"ingest": self.pipeline.stats.snapshot()})
+
+    async def reload_registry(self) -> None:
+        async with await self.connect_db() as conn:
+            known = await load_known_devices(conn)
+        if self.validator is not None:
+            self.validator.devices = known
+        log.info("registry reloaded", extra={"devices": len(known)})
+
+    async def _watch_registry(self) -> None:
+        """Reload on NOTIFY from an import; also every refresh interval, in case one was missed."""
+        interval = self.settings.ingest.registry_refresh_s
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.endpoints.db_conninfo, autocommit=True
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {REGISTRY_CHANNEL}")
+                    await self.reload_registry()
+                    while True:
+                        gen = conn.notifies(timeout=interval)
+                        async for _ in gen:
+                            break
+                        await self.reload_registry()
+            except psycopg.Error as exc:
+                log.warning("registry watch lost the database: %s", exc)
+                await asyncio.sleep(self.settings.mqtt.reconnect_max_s / 10)
+
+    async def _maintenance(self) -> None:
+        s = self.settings.db
+        while True:
+            await asyncio.sleep(MAINTENANCE_INTERVAL_S)
+            try:
+                async with await self.connect_db() as conn:
+                    await maintain(
+                        conn,
+                        now=datetime.now(UTC),
+                        retention_days=s.readings_retention_days,
+                        ahead_days=s.partitions_ahead_days,
+                        compress_after_days=s.compress_after_days,
+                    )
+                    await conn.execute(
+                        "DELETE FROM dead_letters"
+                        " WHERE received_at < now() - make_interval(days => %s)",
+                        (s.dead_letter_retention_days,),
+                    )
+            except psycopg.Error as exc:
+                log.warning("maintenance skipped: %s", exc)
+
+
+def install_signal_handlers(service: Service) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, service.request_stop)

@@ -1,0 +1,1 @@
+"""Ingest: MQTT messages in, validated and deduplicated, stored, handed to detection."""

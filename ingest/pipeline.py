@@ -1,0 +1,180 @@
+"""The ingest pipeline: MQTT batches → validate and deduplicate → store → acknowledge → hand on.
+
+Two stages joined by a bounded queue, so that checking one batch overlaps writing the one
+before it. When the database is slow the queue fills, the classifier stops taking from the
+MQTT source, the source stops reading its socket, and the broker holds the rest: nothing is
+dropped on the way, and nothing is acknowledged before it is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import psycopg
+
+from devices.messages import DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
+from ingest.backoff import Backoff
+from ingest.dedup import SeqDeduper
+from ingest.mqtt_source import Delivery, MqttSource
+from ingest.validate import Validator
+from storage.ingest_writer import IngestBatch, IngestWriter
+
+log = logging.getLogger(__name__)
+
+StoredHook = Callable[[IngestBatch], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class IngestStats:
+    received: int = 0
+    stored_messages: int = 0
+    readings_rows: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    batches: int = 0
+    write_errors: int = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "received": self.received,
+            "stored_messages": self.stored_messages,
+            "readings_rows": self.readings_rows,
+            "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+            "batches": self.batches,
+            "write_errors": self.write_errors,
+        }
+
+
+def classify(deliveries: list[Delivery], validator: Validator, deduper: SeqDeduper) -> IngestBatch:
+    batch = IngestBatch()
+    for delivery in deliveries:
+        result = validator.check(delivery.message)
+        if isinstance(result, Rejection):
+            batch.rejections.append(result)
+            continue
+        if not isinstance(result, StatusChange) and deduper.is_repeat(result.device_id, result.seq):
+            batch.duplicates += 1
+            continue
+        if isinstance(result, Reading):
+            batch.readings.append(result)
+        elif isinstance(result, Heartbeat):
+            batch.heartbeats.append(result)
+        elif isinstance(result, DeviceEvent):
+            batch.events.append(result)
+        else:
+            batch.statuses.append(result)
+    return batch
+
+
+class IngestPipeline:
+    def __init__(
+        self,
+        source: MqttSource,
+        validator: Validator,
+        connect: Callable[[], Awaitable[psycopg.AsyncConnection]],
+        *,
+        batch_max: int = 5000,
+        queue_batches: int = 4,
+        dedup_window: int = 256,
+        on_stored: StoredHook | None = None,
+        retry_min_s: float = 0.2,
+        retry_max_s: float = 10.0,
+    ) -> None:
+        self.source = source
+        self.validator = validator
+        self._connect = connect
+        self.batch_max = batch_max
+        self.deduper = SeqDeduper(dedup_window)
+        self.stats = IngestStats()
+        self.on_stored = on_stored
+        self._queue: asyncio.Queue[tuple[list[Delivery], IngestBatch] | None] = asyncio.Queue(
+            queue_batches
+        )
+        self._backoff = Backoff(retry_min_s, retry_max_s)
+        self._stopping = asyncio.Event()
+        self.db_ok = False
+
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then write what was already taken and return."""
+        classifier = asyncio.create_task(self._classify_loop(), name="ingest-classify")
+        writer = asyncio.create_task(self._write_loop(), name="ingest-write")
+        try:
+            await classifier
+        finally:
+            await self._queue.put(None)
+            await writer
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _classify_loop(self) -> None:
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                taking = asyncio.create_task(self.source.next_batch(self.batch_max))
+                done, _ = await asyncio.wait(
+                    {taking, stopping}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if taking not in done:
+                    taking.cancel()
+                    break
+                deliveries = taking.result()
+                self.stats.received += len(deliveries)
+                batch = classify(deliveries, self.validator, self.deduper)
+                await self._queue.put((deliveries, batch))
+        finally:
+            stopping.cancel()
+
+    async def _write_loop(self) -> None:
+        conn: psycopg.AsyncConnection | None = None
+        writer: IngestWriter | None = None
+        try:
+            while (item := await self._queue.get()) is not None:
+                deliveries, batch = item
+                while True:
+                    try:
+                        if conn is None or conn.closed:
+                            conn = await self._connect()
+                            writer = IngestWriter(conn)
+                        assert writer is not None
+                        result = await writer.write(batch)
+                        break
+                    except psycopg.Error as exc:
+                        self.db_ok = False
+                        self.stats.write_errors += 1
+                        if conn is not None and not conn.closed:
+                            await conn.close()
+                        conn = None
+                        delay = self._backoff.next_delay()
+                        log.warning("batch not stored (%s); retrying in %.1f s", exc, delay)
+                        if self._stopping.is_set() and self._backoff.attempt > 3:
+                            log.error(
+                                "stopping with %d messages unstored; the broker will "
+                                "redeliver them",
+                                len(deliveries),
+                            )
+                            return
+                        await asyncio.sleep(delay)
+                self._backoff.reset()
+                self.db_ok = True
+                self.source.ack(deliveries)
+                stats = self.stats
+                stats.batches += 1
+                stats.stored_messages += len(batch) - len(batch.rejections)
+                stats.readings_rows += result.readings_rows
+                stats.duplicates += batch.duplicates
+                for r in batch.rejections:
+                    stats.rejected[r.reason.value] += 1
+                if self.on_stored is not None:
+                    await self.on_stored(batch)
+        finally:
+            if conn is not None and not conn.closed:
+                await conn.close()

@@ -1,0 +1,265 @@
+"""Writes one ingest batch in one transaction: readings, device events, device state and
+dead letters, so that a batch is either wholly stored (and then acknowledged to the broker)
+or not at all (and then redelivered).
+
+Readings go through a staging table by COPY and ``INSERT … ON CONFLICT DO NOTHING`` into
+the readings store: a replayed message (a redelivery after a crash, a device resending
+after an outage) is absorbed by the unique key instead of being stored twice, on whichever
+worker it lands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+import psycopg
+
+from devices.messages import DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
+
+_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS readings_in (
+    device_id text, metric text, ts float8, value float8, seq int8,
+    received_at float8, ts_from_arrival bool
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS state_in (
+    device_id text, last_seen float8, last_ts float8, last_seq int8, last_values jsonb,
+    status text, status_at float8, messages int8
+) ON COMMIT DELETE ROWS;
+"""
+
+_MOVE_READINGS = """
+INSERT INTO readings (device_id, metric, ts, value, seq, received_at, ts_from_arrival)
+SELECT device_id, metric, to_timestamp(ts), value, seq, to_timestamp(received_at), ts_from_arrival
+FROM readings_in
+ON CONFLICT DO NOTHING
+"""
+
+# Every column only moves forward, so concurrent workers may commit in any order.
+_MERGE_STATE = """
+INSERT INTO device_state AS s
+    (device_id, last_seen, last_ts, last_seq, last_values, status, status_at, messages, updated_at)
+SELECT device_id, to_timestamp(last_seen), to_timestamp(last_ts), last_seq, last_values,
+       status, to_timestamp(status_at), messages, now()
+FROM state_in
+ON CONFLICT (device_id) DO UPDATE SET
+    last_seen = GREATEST(s.last_seen, EXCLUDED.last_seen),
+    last_seq = CASE WHEN EXCLUDED.last_ts >= s.last_ts OR s.last_ts IS NULL
+                    THEN COALESCE(EXCLUDED.last_seq, s.last_seq) ELSE s.last_seq END,
+    last_values = CASE WHEN EXCLUDED.last_ts >= s.last_ts OR s.last_ts IS NULL
+                       THEN s.last_values || EXCLUDED.last_values
+                       ELSE EXCLUDED.last_values || s.last_values END,
+    last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts),
+    status = CASE WHEN EXCLUDED.status_at >= s.status_at OR s.status_at IS NULL
+                  THEN COALESCE(EXCLUDED.status, s.status) ELSE s.status END,
+    status_at = GREATEST(s.status_at, EXCLUDED.status_at),
+    messages = s.messages + EXCLUDED.messages,
+    updated_at = now()
+"""
+
+_INSERT_EVENT = """
+INSERT INTO device_events (device_id, ts, kind, event, seq, detail, received_at, ts_from_arrival)
+VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s), %s)
+ON CONFLICT DO NOTHING
+"""
+
+_COUNT_REJECTS = """
+INSERT INTO reject_counts AS r (device_id, reason, count, last_at)
+VALUES (%s, %s, %s, to_timestamp(%s))
+ON CONFLICT (device_id, reason) DO UPDATE SET
+    count = r.count + EXCLUDED.count, last_at = GREATEST(r.last_at, EXCLUDED.last_at)
+"""
+
+
+@dataclass(slots=True)
+class IngestBatch:
+    """What one batch of MQTT messages turned into, sorted by destination."""
+
+    readings: list[Reading] = field(default_factory=list)
+    heartbeats: list[Heartbeat] = field(default_factory=list)
+    events: list[DeviceEvent] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+
+    def __len__(self) -> int:
+        return (
+            len(self.readings)
+            + len(self.heartbeats)
+            + len(self.events)
+            + len(self.statuses)
+            + len(self.rejections)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    readings_rows: int  # rows that were new (replays do not count)
+    events_rows: int
+    dead_letters: int
+
+
+class _StateRow:
+    __slots__ = (
+        "last_seen",
+        "last_seq",
+        "last_ts",
+        "last_values",
+        "messages",
+        "status",
+        "status_at",
+    )
+
+    def __init__(self) -> None:
+        self.last_seen = 0.0
+        self.last_ts: float | None = None
+        self.last_seq: int | None = None
+        self.last_values: dict[str, float] = {}
+        self.status: str | None = None
+        self.status_at: float | None = None
+        self.messages = 0
+
+    def seen(self, received_at: float) -> None:
+        self.messages += 1
+        if received_at > self.last_seen:
+            self.last_seen = received_at
+
+    def values(self, ts: float, seq: int | None, values: dict[str, float] | object) -> None:
+        if self.last_ts is None or ts >= self.last_ts:
+            self.last_ts, self.last_seq = ts, seq
+            self.last_values.update(values)  # type: ignore[call-overload]
+        else:
+            for name, value in values.items():  # type: ignore[attr-defined]
+                self.last_values.setdefault(name, value)
+
+
+def _state_rows(batch: IngestBatch) -> dict[str, _StateRow]:
+    rows: dict[str, _StateRow] = {}
+    for item in (*batch.readings, *batch.heartbeats):
+        row = rows.get(item.device_id) or rows.setdefault(item.device_id, _StateRow())
+        row.seen(item.received_at)
+        row.values(item.ts, item.seq, item.values)
+    for event in batch.events:
+        row = rows.get(event.device_id) or rows.setdefault(event.device_id, _StateRow())
+        row.seen(event.received_at)
+    for status in batch.statuses:
+        row = rows.get(status.device_id) or rows.setdefault(status.device_id, _StateRow())
+        row.seen(status.received_at)
+        if row.status_at is None or status.ts >= row.status_at:
+            row.status, row.status_at = status.status, status.ts
+    return rows
+
+
+def _reading_lines(items: Sequence[Reading | Heartbeat]) -> bytes:
+    # Device ids and metric names are validated to [A-Za-z0-9_.:-] before they get here,
+    # so COPY text format needs no escaping.
+    out: list[str] = []
+    for r in items:
+        seq = "\\N" if r.seq is None else str(r.seq)
+        flag = "t" if r.ts_from_arrival else "f"
+        head = f"{r.device_id}\t"
+        tail = f"\t{r.ts!r}\t"
+        rest = f"\t{seq}\t{r.received_at!r}\t{flag}\n"
+        for metric, value in r.values.items():
+            out.append(f"{head}{metric}{tail}{value!r}{rest}")
+    return "".join(out).encode()
+
+
+def _null(value: object) -> str:
+    return "\\N" if value is None else repr(value)
+
+
+def _state_lines(rows: dict[str, _StateRow]) -> bytes:
+    out = []
+    for device_id, s in rows.items():
+        values = orjson.dumps(s.last_values).decode().replace("\\", "\\\\")
+        status = "\\N" if s.status is None else s.status
+        seq = "\\N" if s.last_seq is None else str(s.last_seq)
+        out.append(
+            f"{device_id}\t{s.last_seen!r}\t{_null(s.last_ts)}\t{seq}\t{values}\t{status}\t"
+            f"{_null(s.status_at)}\t{s.messages}\n"
+        )
+    return "".join(out).encode()
+
+
+class IngestWriter:
+    """Owns one connection (the staging tables are per session) and writes batches on it."""
+
+    def __init__(self, conn: psycopg.AsyncConnection) -> None:
+        self.conn = conn
+        self._prepared = False
+
+    async def write(self, batch: IngestBatch) -> WriteResult:
+        conn = self.conn
+        if not self._prepared:
+            await conn.execute(_STAGING)
+            await conn.commit()
+            self._prepared = True
+        readings_rows = events_rows = 0
+        async with conn.transaction():
+            values_items = [*batch.readings, *(h for h in batch.heartbeats if h.values)]
+            if values_items:
+                async with conn.cursor().copy("COPY readings_in FROM STDIN") as copy:
+                    await copy.write(_reading_lines(values_items))
+                cur = await conn.execute(_MOVE_READINGS)
+                readings_rows = cur.rowcount
+            if batch.events or batch.statuses:
+                params = [
+                    (
+                        e.device_id,
+                        e.ts,
+                        "event",
+                        e.event,
+                        e.seq,
+                        orjson.dumps(e.detail).decode(),
+                        e.received_at,
+                        e.ts_from_arrival,
+                    )
+                    for e in batch.events
+                ] + [
+                    (s.device_id, s.ts, "status", s.status, None, "{}", s.received_at, False)
+                    for s in batch.statuses
+                ]
+                async with conn.cursor() as cur:
+                    await cur.executemany(_INSERT_EVENT, params)
+                    events_rows = len(params)
+            states = _state_rows(batch)
+            if states:
+                async with conn.cursor().copy("COPY state_in FROM STDIN") as copy:
+                    await copy.write(_state_lines(states))
+                await conn.execute(_MERGE_STATE)
+            if batch.rejections:
+                await self._dead_letters(batch.rejections)
+        return WriteResult(readings_rows, events_rows, len(batch.rejections))
+
+    async def _dead_letters(self, rejections: list[Rejection]) -> None:
+        conn = self.conn
+        async with conn.cursor().copy(
+            "COPY dead_letters (received_at, topic, device_id, reason, detail, payload) FROM STDIN"
+        ) as copy:
+            for r in rejections:
+                await copy.write_row(
+                    (
+                        _to_dt(r.received_at),
+                        r.topic,
+                        r.device_id,
+                        r.reason.value,
+                        r.detail,
+                        r.payload,
+                    )
+                )
+        counts: dict[tuple[str, str], tuple[int, float]] = {}
+        for r in rejections:
+            key = (r.device_id or "", r.reason.value)
+            n, last = counts.get(key, (0, 0.0))
+            counts[key] = (n + 1, max(last, r.received_at))
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                _COUNT_REJECTS, [(d, reason, n, last) for (d, reason), (n, last) in counts.items()]
+            )
+
+
+def _to_dt(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
