@@ -30,6 +30,8 @@ class Section(BaseModel):
 
 
 class MqttConfig(Section):
+    """The broker gridwatch subscribes to and publishes on."""
+
     url: str | None = Field(
         None,
         description="Broker URL (mqtt://host:1883 or mqtts://host:8883). Unset: start the "
@@ -78,6 +80,8 @@ class MqttConfig(Section):
 
 
 class DbConfig(Section):
+    """PostgreSQL (TimescaleDB when the extension is installed)."""
+
     url: str | None = Field(
         None,
         description="PostgreSQL URL (postgresql://user:pass@host/db). Unset: start the "
@@ -98,6 +102,8 @@ class DbConfig(Section):
 
 
 class EmbeddedConfig(Section):
+    """Used only when no broker / database URL is set."""
+
     mqtt_host: str = Field("127.0.0.1", description="Address of the embedded broker.")
     mqtt_port: int = Field(1883, ge=1, le=65535, description="Port of the embedded broker.")
     pg_port: int = Field(
@@ -106,6 +112,8 @@ class EmbeddedConfig(Section):
 
 
 class IngestConfig(Section):
+    """Batching, limits and deduplication of device messages."""
+
     batch_max: int = Field(5000, ge=1, description="Most messages written in one transaction.")
     batch_wait_ms: int = Field(
         20, ge=0, description="How long a batch may wait to fill before it is written."
@@ -125,13 +133,15 @@ class IngestConfig(Section):
 
 
 class HttpConfig(Section):
+    """The HTTP server (health, API, console)."""
+
     listen: str = Field("127.0.0.1:8080", description="host:port of the HTTP server.")
 
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ValueError("must be host:port, e.g. 127.0.0.1:8080")
         return value
 
@@ -145,6 +155,8 @@ class HttpConfig(Section):
 
 
 class LogConfig(Section):
+    """Structured logs on standard error."""
+
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     format: Literal["json", "text"] = Field("json", description="One JSON object a line, or text.")
 

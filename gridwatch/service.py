@@ -23,7 +23,7 @@ from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
 from ingest.known_devices import REGISTRY_CHANNEL, load_known_devices
 from ingest.mqtt_source import MqttEndpoint, MqttSource
-from ingest.pipeline import IngestPipeline
+from ingest.pipeline import IngestPipeline, StoredHook
 from ingest.topics import UplinkTopics
 from ingest.validate import Limits, Validator
 from storage.migrate import migrate
@@ -44,6 +44,8 @@ class Service:
         self.pipeline: IngestPipeline | None = None
         self.validator: Validator | None = None
         self.http_url = ""
+        # Called with every stored batch, in order; detection subscribes here.
+        self.stored_listeners: list[StoredHook] = []
         self._stop = asyncio.Event()
 
     async def connect_db(self) -> psycopg.AsyncConnection:
@@ -121,11 +123,13 @@ class Service:
             queue_batches=settings.ingest.queue_batches,
             dedup_window=settings.ingest.dedup_window,
         )
+        self.pipeline.listeners = self.stored_listeners
         runner = web.AppRunner(make_app(self.health), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
-        self.http_url = f"http://{settings.http.listen}"
+        host, port = runner.addresses[0][:2]
+        self.http_url = f"http://{host}:{port}"
         self.source.start(asyncio.get_running_loop())
         background = [
             asyncio.create_task(self._watch_registry(), name="registry-watch"),

@@ -81,7 +81,6 @@ class IngestPipeline:
         batch_max: int = 5000,
         queue_batches: int = 4,
         dedup_window: int = 256,
-        on_stored: StoredHook | None = None,
         retry_min_s: float = 0.2,
         retry_max_s: float = 10.0,
     ) -> None:
@@ -91,7 +90,7 @@ class IngestPipeline:
         self.batch_max = batch_max
         self.deduper = SeqDeduper(dedup_window)
         self.stats = IngestStats()
-        self.on_stored = on_stored
+        self.listeners: list[StoredHook] = []
         self._queue: asyncio.Queue[tuple[list[Delivery], IngestBatch] | None] = asyncio.Queue(
             queue_batches
         )
@@ -173,8 +172,8 @@ class IngestPipeline:
                 stats.duplicates += batch.duplicates
                 for r in batch.rejections:
                     stats.rejected[r.reason.value] += 1
-                if self.on_stored is not None:
-                    await self.on_stored(batch)
+                for listener in self.listeners:
+                    await listener(batch)
         finally:
             if conn is not None and not conn.closed:
                 await conn.close()

@@ -16,3 +16,11 @@ def show() -> None:
     """Print the effective settings (file + GRIDWATCH_* environment + defaults), secrets masked."""
     data = masked(common.settings())
     typer.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+@app.command("reference")
+def reference() -> None:
+    """Print the configuration reference (Markdown) generated from the config model."""
+    from gridwatch.config_reference import render
+
+    typer.echo(render(), nl=False)

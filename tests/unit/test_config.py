@@ -81,3 +81,12 @@ def test_secrets_masked() -> None:
     assert shown["mqtt"]["password"] == "********"
     assert "pw" not in shown["db"]["url"]
     assert mask_url("mqtt://host:1883") == "mqtt://host:1883"
+
+
+def test_configuration_reference_is_current() -> None:
+    from gridwatch.config_reference import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+    assert doc.read_text(encoding="utf-8") == render(), (
+        "docs/configuration.md is stale: run `gridwatch config reference > docs/configuration.md`"
+    )
