@@ -39,9 +39,8 @@ def _rows(model: type[BaseModel], section: str | None) -> list[str]:
     for name, field in model.model_fields.items():
         key = f"{section}.{name}" if section else name
         env = f"{ENV_PREFIX}{section}_{name}".upper() if section else f"{ENV_PREFIX}{name}".upper()
-        rows.append(
-            f"| `{key}` | `{env}` | {_type(field)} | {_default(field)} | {field.description or ''} |"
-        )
+        meaning = field.description or ""
+        rows.append(f"| `{key}` | `{env}` | {_type(field)} | {_default(field)} | {meaning} |")
     return rows
 
 

@@ -51,3 +51,4 @@ def registered_codecs() -> list[str]:
 
 
 from devices.codecs import canonical as _canonical  # noqa: E402,F401
+from devices.codecs import vendor_hex as _vendor_hex  # noqa: E402,F401

@@ -23,7 +23,7 @@ TEMPLATE = "gw_template"
 
 
 @pytest.fixture(scope="session")
-def migrated_template(pg_cluster) -> str:  # noqa: ANN001
+def migrated_template(pg_cluster) -> str:
     """Migrate once, clone per module: CREATE DATABASE … TEMPLATE is far faster than migrating."""
     pg_cluster.create_database(TEMPLATE)
 
@@ -36,7 +36,7 @@ def migrated_template(pg_cluster) -> str:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def database(pg_cluster, migrated_template: str) -> str:  # noqa: ANN001
+def database(pg_cluster, migrated_template: str) -> str:
     """A fresh, migrated database for one test module; returns its conninfo."""
     name = f"gw_test_{next(_counter)}"
     pg_cluster.create_database(name, template=migrated_template)
@@ -61,8 +61,8 @@ class Running:
         """Messages taken off MQTT and dealt with (stored, rejected or dropped as repeats)."""
         return sum(len(b) + b.duplicates for b in self.batches)
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        async with asyncio.timeout(timeout), self._changed:
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 20.0) -> None:
+        async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(predicate)
 
 

@@ -15,8 +15,8 @@ from tests.integration.conftest import make_settings, running_service
 
 pytestmark = pytest.mark.integration
 
-DEVICES = [("EF-%03d" % i, "electrical_fire_monitor") for i in range(20)] + [
-    ("SD-%03d" % i, "smoke_detector") for i in range(10)
+DEVICES = [(f"EF-{i:03d}", "electrical_fire_monitor") for i in range(20)] + [
+    (f"SD-{i:03d}", "smoke_detector") for i in range(10)
 ]
 
 
