@@ -33,9 +33,9 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gridwatch.mqtt_publish import BoundedPublisher  # noqa: E402
-from storage.migrate import migrate  # noqa: E402
-from tests.services import free_tcp_port, running_broker, running_cluster  # noqa: E402
+from gridwatch.mqtt_publish import BoundedPublisher
+from storage.migrate import migrate
+from tests.services import free_tcp_port, running_broker, running_cluster
 
 SUBSCRIPTION = "gridwatch/v1/up/+/+"
 RECEIVE_MAXIMUM = 20000
