@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     write_errors: int = 0
+    first_received_at: float = 0.0  # wall clock of the first batch taken off MQTT
+    last_stored_at: float = 0.0  # wall clock of the latest commit
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -47,6 +50,8 @@ class IngestStats:
             "rejected": dict(self.rejected),
             "batches": self.batches,
             "write_errors": self.write_errors,
+            "first_received_at": self.first_received_at,
+            "last_stored_at": self.last_stored_at,
         }
 
 
@@ -126,6 +131,8 @@ class IngestPipeline:
                     taking.cancel()
                     break
                 deliveries = taking.result()
+                if not self.stats.received:
+                    self.stats.first_received_at = time.time()
                 self.stats.received += len(deliveries)
                 batch = classify(deliveries, self.validator, self.deduper)
                 await self._queue.put((deliveries, batch))
@@ -167,6 +174,7 @@ class IngestPipeline:
                 self.source.ack(deliveries)
                 stats = self.stats
                 stats.batches += 1
+                stats.last_stored_at = time.time()
                 stats.stored_messages += len(batch) - len(batch.rejections)
                 stats.readings_rows += result.readings_rows
                 stats.duplicates += batch.duplicates
