@@ -164,7 +164,7 @@ async def maintain(
         if created or dropped:
             log.info(
                 "readings partitions maintained",
-                extra={"created": created, "dropped": len(dropped)},
+                extra={"partitions_created": created, "partitions_dropped": len(dropped)},
             )
         return MaintenanceReport(created, dropped)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 import psycopg
 import typer
 from rich.console import Console
@@ -39,6 +40,7 @@ def list_cmd(
     summary: Annotated[
         bool, typer.Option("--summary", help="Counts per device and reason.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List dead letters (newest kept for the retention period), or a per-device summary."""
     settings = common.settings()
@@ -55,6 +57,19 @@ def list_cmd(
                     return
                 rows = await list_dead_letters(conn, flt, limit)
                 total = await count_dead_letters(conn, flt)
+        if as_json:
+            for r in rows:
+                letter = {
+                    "id": r.id,
+                    "received_at": r.received_at.isoformat(),
+                    "topic": r.topic,
+                    "device_id": r.device_id,
+                    "reason": r.reason,
+                    "detail": r.detail,
+                    "payload": r.payload.decode("utf-8", "replace"),
+                }
+                typer.echo(orjson.dumps(letter).decode())
+            return
         table = Table("id", "received", "device", "reason", "detail", "payload")
         for r in rows:
             table.add_row(

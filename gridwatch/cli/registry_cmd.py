@@ -125,6 +125,7 @@ def devices_list(
     site: Annotated[str | None, typer.Option(help="Only this site.")] = None,
     limit: Annotated[int, typer.Option(help="Most rows shown.")] = 100,
     offset: Annotated[int, typer.Option(help="Rows skipped.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """List devices."""
 
@@ -132,6 +133,10 @@ def devices_list(
         devices = await registry_store.list_devices(
             conn, grid=grid, type=type_, site=site, limit=limit, offset=offset
         )
+        if as_json:
+            for d in devices:
+                typer.echo(orjson.dumps(d, default=_plain).decode())
+            return
         table = Table("device", "type", "name", "grid", "site")
         for d in devices:
             table.add_row(d.device_id, d.type, d.name, d.grid_code or "-", d.site)
