@@ -11,20 +11,20 @@ import logging
 import psycopg
 
 from devices.codecs import UnknownCodec, get_codec
-from devices.profiles import UnknownDeviceType, get_profile
+from devices.profiles import UnknownDeviceType
+from devices.registry_store import REGISTRY_CHANNEL, load_device_index
 from ingest.validate import KnownDevice
+
+__all__ = ["REGISTRY_CHANNEL", "load_known_devices"]
 
 log = logging.getLogger(__name__)
 
-REGISTRY_CHANNEL = "gridwatch_registry"
-
 
 async def load_known_devices(conn: psycopg.AsyncConnection) -> dict[str, KnownDevice]:
-    cur = await conn.execute("SELECT device_id, type, profile FROM devices")
     known: dict[str, KnownDevice] = {}
-    for device_id, type_key, overrides in await cur.fetchall():
+    for device_id, entry in (await load_device_index(conn)).items():
         try:
-            profile = get_profile(type_key).with_overrides(overrides)
+            profile = entry.resolved_profile()
             known[device_id] = KnownDevice(device_id, profile, get_codec(profile.codec))
         except (UnknownDeviceType, UnknownCodec) as exc:
             log.error("device not loaded: %s", exc, extra={"device_id": device_id})

@@ -100,7 +100,7 @@ class CanonicalJson:
             values = parse_values(body["values"]) if "values" in body else {}
             return DecodedMessage(ts=ts, seq=seq, values=values, device_id=claimed)
         status = body.get("status")
-        if status not in _STATUS_WORDS:
+        if not isinstance(status, str) or status not in _STATUS_WORDS:
             raise CodecError(
                 RejectReason.BAD_PAYLOAD, f"status must be online/offline, got {status!r}"
             )
