@@ -222,3 +222,31 @@ async def test_restart_while_devices_publish_loses_nothing_stores_nothing_twice(
         await scalar(registered, "SELECT count(DISTINCT seq) FROM readings WHERE seq >= 1000")
         == total
     )
+
+
+async def test_writer_stores_a_replayed_batch_once(registered: str) -> None:
+    """The fast path (COPY straight into readings) meets the unique key on a replay and falls
+    back to the staging path: the second write adds nothing and fails nothing."""
+    from devices.messages import Reading
+    from storage.ingest_writer import IngestBatch, IngestWriter
+
+    now = time.time()
+    batch = IngestBatch(
+        readings=[
+            Reading("SD-009", now - i, 7000 + i, {"smoke_obscuration_db_m": 0.01 * i}, now)
+            for i in range(50)
+        ]
+    )
+    async with await psycopg.AsyncConnection.connect(registered) as conn:
+        writer = IngestWriter(conn)
+        first = await writer.write(batch)
+        partly_new = IngestBatch(
+            readings=[
+                *batch.readings[:10],
+                Reading("SD-009", now + 1, 8000, {"temperature_c": 21.0}, now),
+            ]
+        )
+        second = await writer.write(partly_new)
+    assert (first.readings_rows, second.readings_rows) == (50, 1)
+    assert writer.replayed_batches == 1
+    assert await scalar(registered, "SELECT count(*) FROM readings WHERE device_id='SD-009'") == 51
