@@ -170,10 +170,3 @@ async def maintain(
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (MAINTENANCE_LOCK,))
 
-
-def accepts(ts: datetime, now: datetime, retention_days: int) -> bool:
-    """Whether a reading at ``ts`` has a partition to go to (not past the retention horizon)."""
-    horizon = datetime.combine(
-        now.date() - timedelta(days=retention_days), datetime.min.time(), UTC
-    )
-    return ts >= horizon
