@@ -6,7 +6,14 @@ import sys
 
 import typer
 
-from gridwatch.cli import common, config_cmd, deadletter_cmd, registry_cmd, run_cmd
+from gridwatch.cli import (
+    common,
+    config_cmd,
+    deadletter_cmd,
+    registry_cmd,
+    run_cmd,
+    simulate_cmd,
+)
 
 app = typer.Typer(
     name="gridwatch",
@@ -20,6 +27,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(registry_cmd.grids_app, name="grids")
 app.add_typer(registry_cmd.devices_app, name="devices")
 app.add_typer(deadletter_cmd.app, name="deadletter")
+app.add_typer(simulate_cmd.app, name="simulate")
 
 
 def main() -> None:
