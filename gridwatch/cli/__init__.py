@@ -10,6 +10,7 @@ from gridwatch.cli import (
     common,
     config_cmd,
     deadletter_cmd,
+    demo_cmd,
     registry_cmd,
     run_cmd,
     simulate_cmd,
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.callback()(common.global_options)
 app.command("run")(run_cmd.run)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(registry_cmd.grids_app, name="grids")
 app.add_typer(registry_cmd.devices_app, name="devices")
