@@ -158,3 +158,27 @@ def test_embedded_run_import_publish_query_replay_stop(
         s.bind(("127.0.0.1", cli.mqtt_port))
     assert list((cli.root / "data").rglob("postmaster.pid")) == []
     assert not (cli.root / "data" / "run" / "instance.json").exists()
+
+
+def test_demo_brings_up_a_reporting_county(cli: Cli) -> None:
+    """The README's first command: a simulated county ingested on embedded defaults."""
+    proc = subprocess.Popen(
+        [GRIDWATCH, "demo", "--speed", "600"], env=cli.env, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    try:
+        for line in proc.stderr:
+            if "gridwatch demo:" in line:
+                assert "899 devices" in line
+                break
+        else:
+            raise AssertionError("demo exited early")
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        cli.wait_stored(500, within=60)
+        health = cli.health()
+        assert health["devices_known"] == 899
+        assert health["components"] == {"mqtt": True, "database": True}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+        proc.stderr.close()
