@@ -152,10 +152,7 @@ def drain_gridwatch(
     }
     gridwatch = Path(sys.executable).with_name("gridwatch")
     began = time.perf_counter()
-    command = [str(gridwatch), "run"]
-    if os.environ.get("BENCH_PROFILE"):  # e.g. BENCH_PROFILE=/tmp/gw.svg: py-spy flame graph
-        command = ["py-spy", "record", "-o", os.environ["BENCH_PROFILE"], "--threads", "--", *command]
-    proc = subprocess.Popen(command, env=env)
+    proc = subprocess.Popen([str(gridwatch), "run"], env=env)
     url = f"http://127.0.0.1:{http_port}"
     stored = 0
     try:
