@@ -11,14 +11,14 @@ savepoint is rolled back, and the batch goes through a staging table with
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
 import psycopg
 
-from devices.messages import DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
+from devices.messages import Accepted, DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_in (
@@ -40,6 +40,7 @@ INSERT INTO readings (device_id, metric, ts, value, seq, received_at, ts_from_ar
 SELECT device_id, metric, to_timestamp(ts), value, seq, to_timestamp(received_at), ts_from_arrival
 FROM readings_in
 ON CONFLICT DO NOTHING
+RETURNING device_id, ts
 """
 
 # Every column only moves forward, so concurrent workers may commit in any order.
@@ -68,6 +69,7 @@ _INSERT_EVENT = """
 INSERT INTO device_events (device_id, ts, kind, event, seq, detail, received_at, ts_from_arrival)
 VALUES (%s, to_timestamp(%s), %s, %s, %s, %s, to_timestamp(%s), %s)
 ON CONFLICT DO NOTHING
+RETURNING 1
 """
 
 _COUNT_REJECTS = """
@@ -104,6 +106,15 @@ class WriteResult:
     readings_rows: int  # rows that were new (replays do not count)
     events_rows: int
     dead_letters: int
+
+
+InTransaction = Callable[[psycopg.AsyncConnection, list[Accepted]], Awaitable[None]]
+"""Work that must commit or fail with the batch: given the messages stored for the first
+time (replays left out), in arrival order."""
+
+
+def _micros(epoch: float) -> int:
+    return round(epoch * 1_000_000)
 
 
 class _StateRow:
@@ -172,6 +183,27 @@ def _reading_lines(items: Sequence[Reading | Heartbeat]) -> bytes:
     return "".join(out).encode()
 
 
+def _fresh(
+    batch: IngestBatch,
+    new_keys: set[tuple[str, int]] | None,
+    fresh_events: list[DeviceEvent | StatusChange],
+) -> list[Accepted]:
+    """The batch's messages that were stored now for the first time, in arrival order.
+
+    Heartbeats always count (a repeated "I am alive" is harmless to liveness); readings and
+    heartbeats' values count when any of their rows was new.
+    """
+
+    def new(item: Reading | Heartbeat) -> bool:
+        return new_keys is None or (item.device_id, _micros(item.ts)) in new_keys
+
+    kept: list[Accepted] = [r for r in batch.readings if new(r)]
+    kept += batch.heartbeats
+    kept += fresh_events
+    kept.sort(key=lambda m: m.received_at)
+    return kept
+
+
 def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
@@ -215,7 +247,7 @@ class IngestWriter:
         self._prepared = False
         self.replayed_batches = 0  # batches that held a replay and took the staging path
 
-    async def write(self, batch: IngestBatch) -> WriteResult:
+    async def write(self, batch: IngestBatch, then: InTransaction | None = None) -> WriteResult:
         conn = self.conn
         if not self._prepared:
             await conn.execute(_STAGING)
@@ -224,8 +256,10 @@ class IngestWriter:
         readings_rows = events_rows = 0
         async with conn.transaction():
             values_items = [*batch.readings, *(h for h in batch.heartbeats if h.values)]
+            new_keys: set[tuple[str, int]] | None = None
             if values_items:
-                readings_rows = await self._readings(values_items)
+                readings_rows, new_keys = await self._readings(values_items)
+            fresh_events: list[DeviceEvent | StatusChange] = []
             if batch.events or batch.statuses:
                 params = [
                     (
@@ -244,8 +278,12 @@ class IngestWriter:
                     for s in batch.statuses
                 ]
                 async with conn.cursor() as cur:
-                    await cur.executemany(_INSERT_EVENT, params)
-                    events_rows = len(params)
+                    await cur.executemany(_INSERT_EVENT, params, returning=True)
+                    for item in (*batch.events, *batch.statuses):
+                        if await cur.fetchone() is not None:
+                            fresh_events.append(item)
+                        cur.nextset()
+                events_rows = len(fresh_events)
             states = _state_rows(batch)
             if states:
                 async with conn.cursor().copy("COPY state_in FROM STDIN") as copy:
@@ -253,21 +291,27 @@ class IngestWriter:
                 await conn.execute(_MERGE_STATE)
             if batch.rejections:
                 await self._dead_letters(batch.rejections)
+            if then is not None:
+                await then(conn, _fresh(batch, new_keys, fresh_events))
         return WriteResult(readings_rows, events_rows, len(batch.rejections))
 
-    async def _readings(self, items: list[Reading | Heartbeat]) -> int:
-        """Store readings once; returns how many rows were new."""
+    async def _readings(
+        self, items: list[Reading | Heartbeat]
+    ) -> tuple[int, set[tuple[str, int]] | None]:
+        """Store readings once; returns how many rows were new and, when some were replays,
+        the ``(device_id, ts in µs)`` that were new (None: all were)."""
         conn = self.conn
         try:
             async with conn.transaction(), conn.cursor().copy(_COPY_READINGS) as copy:
                 await copy.write(_direct_reading_lines(items))
-            return sum(len(r.values) for r in items)
+            return sum(len(r.values) for r in items), None
         except psycopg.errors.UniqueViolation:
             self.replayed_batches += 1
         async with conn.cursor().copy("COPY readings_in FROM STDIN") as copy:
             await copy.write(_reading_lines(items))
         cur = await conn.execute(_MOVE_READINGS)
-        return cur.rowcount
+        new = {(device_id, _micros(ts.timestamp())) for device_id, ts in await cur.fetchall()}
+        return cur.rowcount, new
 
     async def _dead_letters(self, rejections: list[Rejection]) -> None:
         conn = self.conn

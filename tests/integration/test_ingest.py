@@ -246,7 +246,13 @@ async def test_writer_stores_a_replayed_batch_once(registered: str) -> None:
                 Reading("SD-009", now + 1, 8000, {"temperature_c": 21.0}, now),
             ]
         )
-        second = await writer.write(partly_new)
+        fresh: list[list[object]] = []
+
+        async def collect(_conn: object, items: list[object]) -> None:
+            fresh.append(items)
+
+        second = await writer.write(partly_new, then=collect)
     assert (first.readings_rows, second.readings_rows) == (50, 1)
+    assert fresh == [[partly_new.readings[-1]]]  # only what was new goes on to detection
     assert writer.replayed_batches == 1
     assert await scalar(registered, "SELECT count(*) FROM readings WHERE device_id='SD-009'") == 51
