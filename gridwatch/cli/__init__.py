@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+import detectors  # noqa: F401  (registers the `detectors` key of device profile overrides)
 from gridwatch.cli import (
     common,
     config_cmd,
