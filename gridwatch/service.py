@@ -21,6 +21,7 @@ from aiohttp import web
 from api.http import make_app
 from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
+from ingest.detection_stage import DetectionStage, HitSink
 from ingest.known_devices import REGISTRY_CHANNEL, load_known_devices
 from ingest.mqtt_source import MqttEndpoint, MqttSource
 from ingest.pipeline import IngestPipeline, StoredHook
@@ -46,6 +47,9 @@ class Service:
         self.http_url = ""
         # Called with every stored batch, in order; detection subscribes here.
         self.stored_listeners: list[StoredHook] = []
+        # Called with every batch of detector hits, inside the transaction that stores them.
+        self.hit_sinks: list[HitSink] = []
+        self.detection: DetectionStage | None = None
         self._stop = asyncio.Event()
 
     async def connect_db(self) -> psycopg.AsyncConnection:
@@ -68,6 +72,7 @@ class Service:
                 "batches_waiting": pipeline.queue_depth() if pipeline else 0,
             },
             "devices_known": len(self.validator.devices) if self.validator else 0,
+            "detector_hits": self.detection.hits if self.detection else 0,
         }
 
     async def prepare_database(self) -> None:
@@ -124,6 +129,9 @@ class Service:
             dedup_window=settings.ingest.dedup_window,
         )
         self.pipeline.listeners = self.stored_listeners
+        validator = self.validator
+        self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
+        self.pipeline.stages = [self.detection]
         runner = web.AppRunner(make_app(self.health), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)

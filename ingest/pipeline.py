@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from devices.messages import DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
+from devices.messages import Accepted, DeviceEvent, Heartbeat, Reading, Rejection, StatusChange
 from ingest.backoff import Backoff
 from ingest.dedup import SeqDeduper
+from ingest.detection_stage import Stage
 from ingest.mqtt_source import Delivery, MqttSource
 from ingest.validate import Validator
 from storage.ingest_writer import IngestBatch, IngestWriter
@@ -102,6 +103,11 @@ class IngestPipeline:
         self._backoff = Backoff(retry_min_s, retry_max_s)
         self._stopping = asyncio.Event()
         self.db_ok = False
+        # Work in each batch's transaction and on a timer (detection → grid events).
+        self.stages: list[Stage] = []
+        self.idle_s = 0.5
+        self._conn: psycopg.AsyncConnection | None = None
+        self._writer: IngestWriter | None = None
 
     def queue_depth(self) -> int:
         return self._queue.qsize()
@@ -140,48 +146,94 @@ class IngestPipeline:
             stopping.cancel()
 
     async def _write_loop(self) -> None:
-        conn: psycopg.AsyncConnection | None = None
-        writer: IngestWriter | None = None
+        """Store batches in order; between them (and when idle) run the stages' timed work."""
         try:
-            while (item := await self._queue.get()) is not None:
-                deliveries, batch = item
-                while True:
-                    try:
-                        if conn is None or conn.closed:
-                            conn = await self._connect()
-                            writer = IngestWriter(conn)
-                        assert writer is not None
-                        result = await writer.write(batch)
-                        break
-                    except psycopg.Error as exc:
-                        self.db_ok = False
-                        self.stats.write_errors += 1
-                        if conn is not None and not conn.closed:
-                            await conn.close()
-                        conn = None
-                        delay = self._backoff.next_delay()
-                        log.warning("batch not stored (%s); retrying in %.1f s", exc, delay)
-                        if self._stopping.is_set() and self._backoff.attempt > 3:
-                            log.error(
-                                "stopping with %d messages unstored; the broker will "
-                                "redeliver them",
-                                len(deliveries),
-                            )
-                            return
-                        await asyncio.sleep(delay)
-                self._backoff.reset()
-                self.db_ok = True
-                self.source.ack(deliveries)
-                stats = self.stats
-                stats.batches += 1
-                stats.last_stored_at = time.time()
-                stats.stored_messages += len(batch) - len(batch.rejections)
-                stats.readings_rows += result.readings_rows
-                stats.duplicates += batch.duplicates
-                for r in batch.rejections:
-                    stats.rejected[r.reason.value] += 1
-                for listener in self.listeners:
-                    await listener(batch)
+            while True:
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), self.idle_s)
+                except TimeoutError:
+                    await self._periodic()
+                    continue
+                if item is None:
+                    break
+                if not await self._store(*item):
+                    return
+                await self._periodic()
+            await self._final_checkpoint()
         finally:
-            if conn is not None and not conn.closed:
-                await conn.close()
+            if self._conn is not None and not self._conn.closed:
+                await self._conn.close()
+
+    async def _connection(self) -> psycopg.AsyncConnection:
+        if self._conn is None or self._conn.closed:
+            self._conn = await self._connect()
+            self._writer = IngestWriter(self._conn)
+        return self._conn
+
+    async def _in_transaction(self, conn: psycopg.AsyncConnection, fresh: list[Accepted]) -> None:
+        for stage in self.stages:
+            await stage.in_transaction(conn, fresh)
+
+    async def _store(self, deliveries: list[Delivery], batch: IngestBatch) -> bool:
+        """Write one batch (retrying with backoff); False when stopping gave up on it."""
+        while True:
+            try:
+                await self._connection()
+                assert self._writer is not None
+                result = await self._writer.write(batch, then=self._in_transaction)
+                break
+            except psycopg.Error as exc:
+                for stage in self.stages:
+                    stage.rolled_back()
+                await self._lost_database(exc)
+                if self._stopping.is_set() and self._backoff.attempt > 3:
+                    log.error(
+                        "stopping with %d messages unstored; the broker will redeliver them",
+                        len(deliveries),
+                    )
+                    return False
+                await asyncio.sleep(self._backoff.next_delay())
+        for stage in self.stages:
+            stage.committed()
+        self._backoff.reset()
+        self.db_ok = True
+        self.source.ack(deliveries)
+        stats = self.stats
+        stats.batches += 1
+        stats.last_stored_at = time.time()
+        stats.stored_messages += len(batch) - len(batch.rejections)
+        stats.readings_rows += result.readings_rows
+        stats.duplicates += batch.duplicates
+        for r in batch.rejections:
+            stats.rejected[r.reason.value] += 1
+        for listener in self.listeners:
+            await listener(batch)
+        return True
+
+    async def _lost_database(self, exc: Exception) -> None:
+        self.db_ok = False
+        self.stats.write_errors += 1
+        if self._conn is not None and not self._conn.closed:
+            await self._conn.close()
+        self._conn = None
+        log.warning("database write failed (%s); retrying", exc)
+
+    async def _periodic(self) -> None:
+        if not self.stages:
+            return
+        try:
+            conn = await self._connection()
+            for stage in self.stages:
+                await stage.periodic(conn, time.time())
+        except psycopg.Error as exc:
+            await self._lost_database(exc)
+
+    async def _final_checkpoint(self) -> None:
+        for stage in self.stages:
+            checkpoint = getattr(stage, "checkpoint", None)
+            if checkpoint is None:
+                continue
+            try:
+                await checkpoint(await self._connection())
+            except psycopg.Error as exc:
+                log.warning("final checkpoint failed: %s", exc)
