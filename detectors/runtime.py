@@ -35,14 +35,23 @@ def _profile_key(profile: DeviceProfile) -> str:
 class DetectionRuntime:
     def __init__(self) -> None:
         self._engines: dict[str, DeviceDetectors] = {}
+        # Profiles are frozen and swapped whole on a registry reload, so the object itself
+        # is a cheap key on the hot path; it is kept alive with its engine so ids stay unique.
+        self._by_profile: dict[int, tuple[DeviceProfile, DeviceDetectors]] = {}
         self.states: dict[str, DeviceState] = {}
 
     def engine(self, profile: DeviceProfile) -> DeviceDetectors:
         """Engines are pure and shared by every device with the same resolved profile."""
+        cached = self._by_profile.get(id(profile))
+        if cached is not None and cached[0] is profile:
+            return cached[1]
         key = _profile_key(profile)
         engine = self._engines.get(key)
         if engine is None:
             engine = self._engines[key] = DeviceDetectors.for_profile(profile)
+        if len(self._by_profile) > 100_000:  # registry reloads leave old profiles behind
+            self._by_profile.clear()
+        self._by_profile[id(profile)] = (profile, engine)
         return engine
 
     def missing(self, device_ids: Iterable[str]) -> list[str]:
