@@ -90,3 +90,12 @@ def test_configuration_reference_is_current() -> None:
     assert doc.read_text(encoding="utf-8") == render(), (
         "docs/configuration.md is stale: run `gridwatch config reference > docs/configuration.md`"
     )
+
+
+def test_detector_reference_is_current() -> None:
+    from detectors.reference import render
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "detectors.md"
+    assert doc.read_text(encoding="utf-8") == render(), (
+        "docs/detectors.md is stale: run `python -m detectors.reference > docs/detectors.md`"
+    )
