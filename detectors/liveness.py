@@ -49,6 +49,7 @@ class LivenessState(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
 
 
 _EMPTY = LivenessState()
+_GRACE = "grace"
 
 
 class LivenessDetector:
@@ -94,7 +95,8 @@ class LivenessDetector:
             return self.on_heard(status.device_id, status.received_at, state, now)
         if status.status != "offline" or not self.offline_on_lwt or state.offline:
             return state, NO_HITS
-        if state.last_heard_at is not None and status.received_at <= state.last_heard_at:
+        heard = state.last_heard_at if state.reason != _GRACE else None
+        if heard is not None and status.received_at <= heard:
             return state, NO_HITS  # heard from it after this (retained) status was published
         at = status.received_at
         evidence = {"reason": "lwt", "last_heard_at": state.last_heard_at}
@@ -106,7 +108,9 @@ class LivenessDetector:
     ) -> tuple[LivenessState, Hits]:
         last = state.last_heard_at
         if last is None:
-            return LivenessState(now), NO_HITS
+            # not heard yet: the grace period starts now (not a proof of life: an LWT that
+            # arrived before this stamp still counts)
+            return LivenessState(now, reason=_GRACE), NO_HITS
         if state.offline or now - last < self.timeout_s:
             return state, NO_HITS
         evidence = {

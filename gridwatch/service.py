@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 import psycopg
 from aiohttp import web
 
+from alerts.correlation import DeviceContext
+from alerts.incidents import AlertStage
 from api.http import make_app
 from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
 from ingest.detection_stage import DetectionStage, HitSink
-from ingest.known_devices import REGISTRY_CHANNEL, load_known_devices
+from ingest.known_devices import REGISTRY_CHANNEL, load_device_contexts, load_known_devices
 from ingest.mqtt_source import MqttEndpoint, MqttSource
 from ingest.pipeline import IngestPipeline, StoredHook
 from ingest.topics import UplinkTopics
@@ -50,6 +52,8 @@ class Service:
         # Called with every batch of detector hits, inside the transaction that stores them.
         self.hit_sinks: list[HitSink] = []
         self.detection: DetectionStage | None = None
+        self.alerts: AlertStage | None = None
+        self.device_contexts: dict[str, DeviceContext] = {}
         self._stop = asyncio.Event()
 
     async def connect_db(self) -> psycopg.AsyncConnection:
@@ -73,6 +77,8 @@ class Service:
             },
             "devices_known": len(self.validator.devices) if self.validator else 0,
             "detector_hits": self.detection.hits if self.detection else 0,
+            "events_opened": self.alerts.opened if self.alerts else 0,
+            "events_escalated": self.alerts.escalated if self.alerts else 0,
         }
 
     async def prepare_database(self) -> None:
@@ -96,6 +102,7 @@ class Service:
         await self.prepare_database()
         async with await self.connect_db() as conn:
             known = await load_known_devices(conn)
+            self.device_contexts = await load_device_contexts(conn)
         self.validator = Validator(
             self.topics,
             known,
@@ -130,8 +137,10 @@ class Service:
         )
         self.pipeline.listeners = self.stored_listeners
         validator = self.validator
+        self.alerts = AlertStage(lambda: self.device_contexts)
+        self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
-        self.pipeline.stages = [self.detection]
+        self.pipeline.stages = [self.detection, self.alerts]
         runner = web.AppRunner(make_app(self.health), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -174,6 +183,7 @@ class Service:
     async def reload_registry(self) -> None:
         async with await self.connect_db() as conn:
             known = await load_known_devices(conn)
+            self.device_contexts = await load_device_contexts(conn)
         if self.validator is not None:
             self.validator.devices = known
         log.info("registry reloaded", extra={"devices": len(known)})

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from gridwatch.endpoints import Endpoints
 from gridwatch.service import Service
 from ingest.pipeline import IngestBatch
 from storage.migrate import migrate
+from storage.timeseries import maintain
 
 _counter = itertools.count()
 TEMPLATE = "gw_template"
@@ -30,6 +32,9 @@ def migrated_template(pg_cluster) -> str:
     async def run() -> None:
         async with await psycopg.AsyncConnection.connect(pg_cluster.conninfo_for(TEMPLATE)) as conn:
             await migrate(conn)
+            await maintain(
+                conn, now=datetime.now(UTC), retention_days=90, ahead_days=3, compress_after_days=7
+            )
 
     asyncio.run(run())
     return TEMPLATE

@@ -159,3 +159,24 @@ def test_reading_counts_as_heard() -> None:
     state = eng.initial_state(SD, 0)
     state = eng.on_reading(state, Reading(SD, 5, None, {"temperature_c": 20}, 5), 5).state
     assert eng.next_wake(state) == 5 + 12 * HOUR
+
+
+def test_lwt_of_a_device_first_seen_in_this_batch_raises() -> None:
+    """A worker adopts a device just after its LWT arrived: the adoption stamp starts the
+    grace period but is no proof of life, so the LWT still counts."""
+    from detectors.runtime import DetectionRuntime
+    from devices.messages import Heartbeat, StatusChange
+    from devices.profiles import get_profile
+
+    runtime = DetectionRuntime()
+    profiles = {"SD-9": get_profile("smoke_detector")}
+    runtime.adopt(profiles, {}, now=1000.0)
+    done = runtime.run(
+        [StatusChange("SD-9", "offline", 999.5, 999.5),
+         Heartbeat("SD-9", 1000.2, 1, {"battery_pct": 90.0}, 1000.2)],
+        profiles, now=1000.3,
+    )  # fmt: skip
+    assert [(h.type, h.phase) for h in done.hits] == [
+        ("device_offline", "raised"),
+        ("device_offline", "cleared"),
+    ]
