@@ -22,6 +22,11 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from alerts.correlation import CorrelationConfig
+from alerts.safety_index import SafetyIndexWeights
+from alerts.severity import SeverityRules
+from alerts.workflow import WorkflowConfig
+
 ENV_PREFIX = "GRIDWATCH_"
 
 
@@ -132,6 +137,31 @@ class IngestConfig(Section):
     )
 
 
+class AlertsConfig(Section):
+    """How hits become grid events: correlation, severity rules, workflow and deadlines.
+
+    Each is a nested table (e.g. ``[alerts.correlation]`` ``window = "PT45M"``,
+    ``[alerts.workflow.deadlines.dispatch]`` ``red = "PT5M"``); their keys and defaults are
+    listed below.
+    """
+
+    correlation: CorrelationConfig = Field(
+        default_factory=CorrelationConfig, description="Which hits join one event."
+    )
+    severity: SeverityRules = Field(
+        default_factory=SeverityRules, description="Base severity per type and escalation rules."
+    )
+    workflow: WorkflowConfig = Field(
+        default_factory=WorkflowConfig,
+        description="Deadlines per step and severity, auto-closing types, who may close.",
+    )
+    sweep_s: float = Field(5.0, gt=0, description="How often passed deadlines are looked for.")
+    safety_index: SafetyIndexWeights = Field(
+        default_factory=SafetyIndexWeights,
+        description="Weights of the safety index (平安指数) indicators.",
+    )
+
+
 class HttpConfig(Section):
     """The HTTP server (health, API, console)."""
 
@@ -180,6 +210,7 @@ class Settings(BaseSettings):
     db: DbConfig = Field(default_factory=DbConfig)  # type: ignore[arg-type]
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 

@@ -25,6 +25,8 @@ def _default(field: FieldInfo) -> str:
     value = field.default
     if value is None:
         return "unset"
+    if isinstance(value, set | frozenset):
+        return f"`{sorted(value)}`"  # a set's order changes from run to run
     return f"`{value}`"
 
 
@@ -39,9 +41,28 @@ def _rows(model: type[BaseModel], section: str | None) -> list[str]:
     for name, field in model.model_fields.items():
         key = f"{section}.{name}" if section else name
         env = f"{ENV_PREFIX}{section}_{name}".upper() if section else f"{ENV_PREFIX}{name}".upper()
+        if "." in key:
+            env = "—"  # nested tables are set in the file
         meaning = field.description or ""
         rows.append(f"| `{key}` | `{env}` | {_type(field)} | {_default(field)} | {meaning} |")
     return rows
+
+
+def _nested(model: type[BaseModel], prefix: str) -> list[str]:
+    """Sub-tables for fields that are models themselves (``[alerts.correlation]`` …)."""
+    out: list[str] = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            key = f"{prefix}.{name}"
+            out.append(f"\n### [{key}]\n")
+            if sub.__doc__:
+                out.append(" ".join(sub.__doc__.split()) + "\n")
+            out.append("| key | environment | type | default | meaning |")
+            out.append("| --- | --- | --- | --- | --- |")
+            out.extend(_rows(sub, key))
+            out.extend(_nested(sub, key))
+    return out
 
 
 def render() -> str:
@@ -66,4 +87,5 @@ def render() -> str:
             out.append("| key | environment | type | default | meaning |")
             out.append("| --- | --- | --- | --- | --- |")
             out.extend(_rows(model, name))
+            out.extend(_nested(model, name))
     return "\n".join(out) + "\n"

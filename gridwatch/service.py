@@ -19,7 +19,9 @@ import psycopg
 from aiohttp import web
 
 from alerts.correlation import DeviceContext
-from alerts.incidents import AlertStage
+from alerts.figures import CHINA_TZ
+from alerts.incidents import AlertRules, AlertStage
+from alerts.safety_index import compute_daily
 from api.http import make_app
 from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
@@ -137,7 +139,12 @@ class Service:
         )
         self.pipeline.listeners = self.stored_listeners
         validator = self.validator
-        self.alerts = AlertStage(lambda: self.device_contexts)
+        a = settings.alerts
+        self.alerts = AlertStage(
+            lambda: self.device_contexts,
+            AlertRules(a.correlation, a.severity, a.workflow, a.workflow.deadlines),
+            sweep_s=a.sweep_s,
+        )
         self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
         self.pipeline.stages = [self.detection, self.alerts]
@@ -209,8 +216,18 @@ class Service:
                 await asyncio.sleep(self.settings.mqtt.reconnect_max_s / 10)
 
     async def _maintenance(self) -> None:
+        """Hourly: today's safety index, readings partitions or policies, dead-letter retention."""
         s = self.settings.db
         while True:
+            try:
+                async with await self.connect_db() as conn:
+                    today = datetime.now(CHINA_TZ).date()
+                    await compute_daily(
+                        conn, today, self.settings.alerts.safety_index,
+                        policy=self.settings.alerts.workflow.deadlines,
+                    )  # fmt: skip
+            except psycopg.Error as exc:
+                log.warning("safety index not computed: %s", exc)
             await asyncio.sleep(MAINTENANCE_INTERVAL_S)
             try:
                 async with await self.connect_db() as conn:

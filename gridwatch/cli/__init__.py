@@ -13,6 +13,7 @@ from gridwatch.cli import (
     deadletter_cmd,
     demo_cmd,
     registry_cmd,
+    report_cmd,
     run_cmd,
     simulate_cmd,
 )
@@ -31,6 +32,7 @@ app.add_typer(registry_cmd.grids_app, name="grids")
 app.add_typer(registry_cmd.devices_app, name="devices")
 app.add_typer(deadletter_cmd.app, name="deadletter")
 app.add_typer(simulate_cmd.app, name="simulate")
+app.command("report")(report_cmd.report)
 
 
 def main() -> None:

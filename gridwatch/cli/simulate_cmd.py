@@ -71,9 +71,16 @@ def county(
     """
     try:
         spec = CountySpec(
-            code=code, name=name, towns=towns, villages_per_town=villages,
-            grids_per_village=grids, streets=streets, density=density, cameras=cameras,
-            seed=seed, cell_m=cell_m,
+            code=code,
+            name=name,
+            towns=towns,
+            villages_per_town=villages,
+            grids_per_village=grids,
+            streets=streets,
+            density=density,
+            cameras=cameras,
+            seed=seed,
+            cell_m=cell_m,
         )
     except CountySpecError as exc:
         raise common.UserError(str(exc)) from None
@@ -165,7 +172,10 @@ def fleet(
             chosen = within(chosen, within_code)
         loaded = load_scenario(scenario) if scenario is not None else None
         config = FleetConfig(
-            start_ts=time.time(), speed=speed, seed=seed, topic_root=topic_root,
+            start_ts=time.time(),
+            speed=speed,
+            seed=seed,
+            topic_root=topic_root,
             intervals=_parse_intervals(intervals or []),
         )
         model = FleetModel(chosen, config)
@@ -192,7 +202,11 @@ def fleet(
             else:
                 with ProgressLine(err_console, devices=len(model.sims)) as line:
                     report = run_fleet(
-                        model, publisher, qos=qos, limits=limits, offline_on_stop=offline,
+                        model,
+                        publisher,
+                        qos=qos,
+                        limits=limits,
+                        offline_on_stop=offline,
                         on_progress=line,
                     )
     except PublishError as exc:
