@@ -143,6 +143,10 @@ class AlertStage:
             for listener in self.listeners:
                 listener(change)
 
+    def invalidate(self) -> None:
+        """Events were changed elsewhere (an API action): read the holders again next time."""
+        self._loaded = False
+
     def rolled_back(self) -> None:
         self._overlay = _Overlay()
         self._loaded = False  # another worker may have moved things: read them again

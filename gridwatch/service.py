@@ -17,11 +17,13 @@ from datetime import UTC, datetime
 
 import psycopg
 from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
 
 from alerts.correlation import DeviceContext
 from alerts.figures import CHINA_TZ
 from alerts.incidents import AlertRules, AlertStage
 from alerts.safety_index import compute_daily
+from api.context import ApiContext
 from api.http import make_app
 from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
@@ -148,7 +150,16 @@ class Service:
         self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
         self.pipeline.stages = [self.detection, self.alerts]
-        runner = web.AppRunner(make_app(self.health), access_log=None)
+        self.pool = AsyncConnectionPool(
+            self.endpoints.db_conninfo,
+            min_size=settings.db.pool_min,
+            max_size=settings.db.pool_max,
+            open=False,
+        )
+        await self.pool.open()
+        context = ApiContext(self.pool, settings, self.health)
+        context.on_event_changed.append(self._event_changed_by_api)
+        runner = web.AppRunner(make_app(context), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
@@ -185,7 +196,13 @@ class Service:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             await runner.cleanup()
+            await self.pool.close()
             log.info("gridwatch stopped", extra={"ingest": self.pipeline.stats.snapshot()})
+
+    def _event_changed_by_api(self, event_id: str) -> None:
+        """A person moved an event: the cached holder is stale; read holders again."""
+        if self.alerts is not None:
+            self.alerts.invalidate()
 
     async def reload_registry(self) -> None:
         async with await self.connect_db() as conn:

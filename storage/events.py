@@ -30,6 +30,10 @@ _SELECT = sql.SQL("SELECT {} FROM grid_events").format(
 )
 
 
+EVENTS_CHANNEL = "gridwatch_events"
+"""NOTIFY channel: a change was logged (payload: its seq); delivered at commit."""
+
+
 class EventConflict(psycopg.errors.SerializationFailure):
     """The event changed under this worker; the batch is retried on fresh state."""
 
@@ -130,4 +134,5 @@ async def log_change(conn: psycopg.AsyncConnection, event: GridEvent, change: st
     )
     row = await cur.fetchone()
     assert row is not None
+    await conn.execute("SELECT pg_notify(%s, %s)", (EVENTS_CHANNEL, str(row[0])))
     return int(row[0])

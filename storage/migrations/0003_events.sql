@@ -45,10 +45,14 @@ CREATE TABLE grid_event_history (
 );
 CREATE INDEX grid_event_history_event ON grid_event_history (event_id, id);
 
--- Every change of every event, in commit order: the source of the live stream, the MQTT
--- feed and webhooks. `seq` is monotonic, so a client resumes from the last one it saw.
+-- Every change of every event: the source of the live stream, the MQTT feed and webhooks.
+-- `seq` is monotonic, so a client resumes from the last one it saw. Sequence numbers are
+-- taken at insert, not at commit: readers only read rows whose transaction `tx` is older
+-- than every transaction still running (pg_snapshot_xmin), so a row with a lower `seq`
+-- can never appear behind one already read.
 CREATE TABLE event_log (
     seq         bigserial PRIMARY KEY,
+    tx          xid8 NOT NULL DEFAULT pg_current_xact_id(),
     event_id    text NOT NULL,
     change      text NOT NULL,        -- opened|updated|state_changed|escalated|closed
     at          timestamptz NOT NULL DEFAULT now(),

@@ -1,0 +1,25 @@
+"""What the HTTP handlers may use: a connection pool, the settings, and hooks into the running
+service. Handlers get it from ``request.app[CONTEXT]``; nothing else is shared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from gridwatch.config import Settings
+
+
+@dataclass(slots=True)
+class ApiContext:
+    pool: AsyncConnectionPool
+    settings: Settings
+    health: Callable[[], dict[str, Any]]
+    # Called after an API action changed an event, so the worker's caches can follow.
+    on_event_changed: list[Callable[[str], None]] = field(default_factory=list)
+
+
+CONTEXT = web.AppKey("gridwatch_context", ApiContext)
