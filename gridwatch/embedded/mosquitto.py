@@ -178,6 +178,9 @@ class MosquittoBroker:
                 stdout=self._log_handle,
                 stderr=subprocess.STDOUT,
                 cwd=self._real_dir,
+                # its own session: a Ctrl-C in the terminal reaches gridwatch only, which then
+                # stops the broker after its last acknowledgements and its offline status
+                start_new_session=True,
             )
             self._wait_ready(timeout, log_offset)
         except BaseException:

@@ -324,6 +324,9 @@ class PostgresCluster:
             text=True,
             timeout=timeout,
             check=False,
+            # its own session: a Ctrl-C in the terminal must not fast-shut the database
+            # down under gridwatch, which stops it last
+            start_new_session=True,
         )
 
     def _initdb(self, located: _Located, data_dir: Path, deadline: float) -> float:

@@ -72,7 +72,9 @@ def cli() -> Iterator[Cli]:
 
 @pytest.fixture
 def running(cli: Cli) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen([GRIDWATCH, "run"], env=cli.env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [GRIDWATCH, "run"], env=cli.env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert proc.stderr is not None
     lines = []
     for line in proc.stderr:
@@ -150,7 +152,8 @@ def test_embedded_run_import_publish_query_replay_stop(
     }
     assert cli("deadletter", "list", "--json").stdout == ""  # replayed ones are hidden
 
-    running.send_signal(signal.SIGTERM)
+    # Ctrl-C in a terminal reaches the whole process group: gridwatch still stops in order
+    os.killpg(running.pid, signal.SIGINT)
     assert running.wait(60) == 0
     # everything it started is gone: nothing listens on the broker port, PostgreSQL is down
     with socket.socket() as s:
