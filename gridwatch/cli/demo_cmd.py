@@ -19,6 +19,7 @@ import typer
 
 import simulators
 from devices import registry_store
+from devices.messages import Kind
 from gridwatch.cli import common
 from gridwatch.embedded.errors import EmbeddedServiceError
 from gridwatch.endpoints import service_endpoints
@@ -33,6 +34,14 @@ from simulators.fleet_input import load_devices
 from simulators.fleet_runner import RunLimits, run_fleet
 from simulators.scenario import load_scenario
 
+# Devices report more often than in the field (electrical every 5 min, smoke every few
+# hours) so that the console is lively at real speed; values follow real time.
+DEMO_INTERVALS = {
+    ("electrical_fire_monitor", Kind.TELEMETRY): 15.0,
+    ("water_pressure_sensor", Kind.TELEMETRY): 15.0,
+    ("smoke_detector", Kind.HEARTBEAT): 60.0,
+}
+
 EXAMPLE_SCENARIO = Path(simulators.__file__).parent / "scenarios" / "example.toml"
 
 
@@ -44,7 +53,13 @@ def county_files(data_dir: Path, seed: int) -> CountyFiles:
 
 
 def demo(
-    speed: Annotated[float, typer.Option(help="Simulated seconds per real second.")] = 60.0,
+    speed: Annotated[
+        float,
+        typer.Option(
+            help="Simulated seconds per real second (above 1 the daily cycles and "
+            "trends run faster than real devices, which detectors notice)."
+        ),
+    ] = 1.0,
     rate: Annotated[float, typer.Option(help="Most device messages per second.")] = 2000.0,
     seed: Annotated[int, typer.Option(help="Seed of the generated county.")] = 2026,
 ) -> None:
@@ -113,9 +128,10 @@ def _fleet(
     cycle = 0
     with BoundedPublisher(url, client_id="gridwatch-demo-fleet") as publisher:
         while not stop.is_set():
-            model = FleetModel(
-                devices, FleetConfig(start_ts=time.time(), speed=speed, seed=seed + cycle)
+            config = FleetConfig(
+                start_ts=time.time(), speed=speed, seed=seed + cycle, intervals=DEMO_INTERVALS
             )
+            model = FleetModel(devices, config)
             scenario = load_scenario(EXAMPLE_SCENARIO)
             scenario.install(model)
             duration = scenario.ends_at() / speed + 30.0

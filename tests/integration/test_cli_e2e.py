@@ -166,7 +166,7 @@ def test_embedded_run_import_publish_query_replay_stop(
 def test_demo_brings_up_a_reporting_county(cli: Cli) -> None:
     """The README's first command: a simulated county ingested on embedded defaults."""
     proc = subprocess.Popen(
-        [GRIDWATCH, "demo", "--speed", "600"], env=cli.env, stderr=subprocess.PIPE, text=True
+        [GRIDWATCH, "demo"], env=cli.env, stderr=subprocess.PIPE, text=True
     )
     assert proc.stderr is not None
     try:
