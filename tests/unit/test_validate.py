@@ -72,3 +72,28 @@ def test_rejections(validator: Validator, topic: str, body: object, expected: st
     result = validator.check(raw(topic, body))
     assert reason(result) == expected
     assert isinstance(result, Rejection) and result.payload  # raw bytes kept for replay
+
+
+def test_a_new_device_type_is_a_registered_profile_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adding a type touches no pipeline code: register a profile, and its devices ingest."""
+    from devices import profiles
+    from devices.profiles import DeviceProfile, MetricSpec, register
+
+    monkeypatch.setattr(profiles, "_PROFILES", dict(profiles._PROFILES))  # undone after the test
+    register(
+        DeviceProfile(
+            type_key="gas_detector",
+            description="Combustible gas detector (kitchens, boiler rooms)",
+            metrics={"gas_lel_pct": MetricSpec("gas_lel_pct", "%LEL", 0.0, 100.0)},
+            heartbeat_interval_s=3600.0,
+        )
+    )
+    devices = {"GD-1": KnownDevice("GD-1", get_profile("gas_detector"), get_codec("canonical"))}
+    v = Validator(UplinkTopics("gridwatch/v1"), devices, Limits(4096, 600.0, 90 * 86400.0))
+    ok = v.check(raw("GD-1/telemetry", {"values": {"gas_lel_pct": 12.5}}))
+    assert isinstance(ok, Reading) and ok.values == {"gas_lel_pct": 12.5}
+    assert (
+        reason(v.check(raw("GD-1/telemetry", {"values": {"gas_lel_pct": 180}}))) == "out_of_range"
+    )
