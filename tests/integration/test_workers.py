@@ -72,8 +72,16 @@ async def test_two_workers_share_the_load_and_store_once(
                 pub.publish(topic, payload)
 
     async with running_service(one) as a, running_service(two) as b:
+        everything = asyncio.Event()
+
+        async def check(_batch: object) -> None:
+            if a.handled() + b.handled() >= len(messages):
+                everything.set()
+
+        a.service.stored_listeners.append(check)
+        b.service.stored_listeners.append(check)
         await asyncio.to_thread(publish)
-        await a.wait_for(lambda: a.handled() + b.handled() >= len(messages), within=30)
+        await asyncio.wait_for(everything.wait(), 30)
         shares = (a.handled(), b.handled())
     assert min(shares) > 0, f"one worker got everything: {shares}"
     async with await psycopg.AsyncConnection.connect(registered) as conn:
