@@ -71,7 +71,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from alerts.deadlines import require_aware
 from alerts.event import Evidence, GridEvent, Location, new_event_id
 from alerts.roles import LADDER, SYSTEM_ACTOR, Assignee, Role, pick_assignee
-from alerts.severity import DEFAULT_RULES, SeverityRules, highest, raise_severity
+from alerts.severity import DEFAULT_RULES, SeverityRules, highest, raise_severity, rank
 from alerts.workflow import DEFAULT_CONFIG, WorkflowConfig, apply, on_condition_cleared, open_event
 from alerts.workflow_enums import Action, Severity
 from alerts.workflow_state import HistoryEntry
@@ -405,8 +405,17 @@ class _Ctx:
         )
 
     def joined(self, holder: GridEvent, hit: Hit) -> EventChange:
+        # The event is named after its most severe kind of hit: an anomaly that turns into
+        # a residual-current alarm is a residual-current event.
+        stronger = rank(self.rules.hit_severity(hit)) > rank(holder.severity)
         draft = msgspec.structs.replace(
             holder,
+            type=hit.type if stronger else holder.type,
+            workflow=(
+                msgspec.structs.replace(holder.workflow, type=hit.type)
+                if stronger
+                else holder.workflow
+            ),
             device_ids=_add(holder.device_ids, hit.device_id),
             types=_add(holder.types, hit.type),
             active_conditions=_add(holder.active_conditions, hit.condition_key),

@@ -495,3 +495,31 @@ def test_any_hit_sequence_keeps_keys_unique_and_severity_rising(
                 assert rank(ev.severity) >= rank(before[ev.id]), "severity went down"
         open_keys = [e.correlation_key for e in store.open() if e.correlation_key]
         assert len(open_keys) == len(set(open_keys))
+
+
+def test_an_event_takes_the_name_of_its_most_severe_hit() -> None:
+    """A baseline anomaly (blue) followed by a residual-current alarm (orange) at one site is
+    one residual-current event, orange."""
+    from datetime import UTC, datetime
+
+    from alerts.correlation import DeviceContext, correlate, lookup_keys
+    from detectors.base import Label
+
+    device = DeviceContext(device_id="EF-7", site="shop-7", grid_code="g")
+    anomaly = Label("anomaly", "electrical", "blue").hit(
+        "EF-7", "baseline", "deviation", "raised", 100.0
+    )
+    alarm = Label("residual_current_high", "electrical", "orange").hit(
+        "EF-7", "residual_current", "alarm", "raised", 102.0
+    )
+    now = datetime.fromtimestamp(200.0, UTC)
+    (opened,) = correlate(anomaly, device, {}, now, entropy=1)
+    key = lookup_keys(alarm, device)[0]
+    (joined,) = correlate(alarm, device, {key: opened.event}, now, entropy=2)
+    event = joined.event
+    assert (event.type, event.severity.value, event.workflow.type) == (
+        "residual_current_high",
+        "orange",
+        "residual_current_high",
+    )
+    assert event.alarm_count == 2 and event.id == opened.event.id
