@@ -161,3 +161,29 @@ async def test_passed_deadlines_escalate_up_the_grid_tree(registered: str) -> No
         )
         escalations = (await cur.fetchone())[0]
     assert level == 2 and escalations == 2 and version >= 3
+
+
+async def test_a_device_that_goes_silent_is_offline_and_closes_itself_when_back(
+    mosquitto_broker, registered: str, data_dir: Path
+) -> None:
+    """Missed heartbeats (interval shortened to 1 s for this device in the registry): the tick
+    raises device_offline without any message; the next message closes it."""
+    with psycopg.connect(registered) as conn:
+        conn.execute(
+            "INSERT INTO devices (device_id, type, site, profile) VALUES"
+            " ('SD-L', 'smoke_detector', 'building-7', %s)",
+            (orjson.dumps({"detectors": {"liveness": {"interval_s": 1}}}).decode(),),
+        )
+    settings = make_settings(
+        mosquitto_broker.url, registered, data_dir, mqtt={"client_id": "gw-live"}
+    )
+    async with running_service(settings) as gw:
+        alerts = gw.service.alerts
+        assert alerts is not None
+        changes: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        alerts.listeners.append(lambda c: changes.put_nowait((c.event.type, c.event.state.value)))
+        beat = msg("SD-L", "heartbeat", {"values": {"battery_pct": 80}})
+        await asyncio.to_thread(publish, mosquitto_broker.url, [beat])
+        assert await asyncio.wait_for(changes.get(), 20) == ("device_offline", "reported")
+        await asyncio.to_thread(publish, mosquitto_broker.url, [beat])
+        assert await asyncio.wait_for(changes.get(), 20) == ("device_offline", "closed")
