@@ -168,16 +168,30 @@ def _state_rows(batch: IngestBatch) -> dict[str, _StateRow]:
     return rows
 
 
-def _reading_lines(items: Sequence[Reading | Heartbeat]) -> bytes:
-    # Device ids and metric names are validated to [A-Za-z0-9_.:-] before they get here,
-    # so COPY text format needs no escaping.
+def _epoch(epoch: float) -> str:
+    return repr(epoch)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _reading_lines(
+    items: Sequence[Reading | Heartbeat], stamp: Callable[[float], str] = _epoch
+) -> bytes:
+    """COPY text rows, one per metric: epoch seconds for the staging table (``_epoch``) or
+    ISO 8601 for the readings table itself (``_iso``).
+
+    Device ids and metric names are validated to [A-Za-z0-9_.:-] before they get here, so
+    COPY text format needs no escaping.
+    """
     out: list[str] = []
     for r in items:
         seq = "\\N" if r.seq is None else str(r.seq)
         flag = "t" if r.ts_from_arrival else "f"
         head = f"{r.device_id}\t"
-        tail = f"\t{r.ts!r}\t"
-        rest = f"\t{seq}\t{r.received_at!r}\t{flag}\n"
+        tail = f"\t{stamp(r.ts)}\t"
+        rest = f"\t{seq}\t{stamp(r.received_at)}\t{flag}\n"
         for metric, value in r.values.items():
             out.append(f"{head}{metric}{tail}{value!r}{rest}")
     return "".join(out).encode()
@@ -202,24 +216,6 @@ def _fresh(
     kept += fresh_events
     kept.sort(key=lambda m: m.received_at)
     return kept
-
-
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-def _direct_reading_lines(items: Sequence[Reading | Heartbeat]) -> bytes:
-    """COPY text rows for the readings table itself (timestamps as ISO 8601)."""
-    out: list[str] = []
-    for r in items:
-        seq = "\\N" if r.seq is None else str(r.seq)
-        flag = "t" if r.ts_from_arrival else "f"
-        head = f"{r.device_id}\t"
-        tail = f"\t{_iso(r.ts)}\t"
-        rest = f"\t{seq}\t{_iso(r.received_at)}\t{flag}\n"
-        for metric, value in r.values.items():
-            out.append(f"{head}{metric}{tail}{value!r}{rest}")
-    return "".join(out).encode()
 
 
 def _null(value: object) -> str:
@@ -303,7 +299,7 @@ class IngestWriter:
         conn = self.conn
         try:
             async with conn.transaction(), conn.cursor().copy(_COPY_READINGS) as copy:
-                await copy.write(_direct_reading_lines(items))
+                await copy.write(_reading_lines(items, _iso))
             return sum(len(r.values) for r in items), None
         except psycopg.errors.UniqueViolation:
             self.replayed_batches += 1
