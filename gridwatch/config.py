@@ -162,6 +162,51 @@ class AlertsConfig(Section):
     )
 
 
+class OutputsConfig(Section):
+    """Downstream: the MQTT event feed, webhooks and the live stream."""
+
+    feed_enabled: bool = Field(True, description="Publish every change on gridwatch/v1/events/…")
+    feed_client_id: str | None = Field(
+        None,
+        description="MQTT client id of the feed (default <mqtt.client_id>-feed), one per worker.",
+    )
+    feed_inflight: int = Field(
+        100, ge=1, le=65535, description="QoS 1 publishes awaiting PUBACK at once."
+    )
+    feed_batch: int = Field(500, ge=1, description="Changes read from the log at a time.")
+    webhooks_enabled: bool = Field(True, description="Run webhook fan-out and delivery.")
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="No 2xx within this is a failed attempt."
+    )
+    webhook_retry_min_s: float = Field(
+        1.0, gt=0, description="First retry delay (exponential, jitter)."
+    )
+    webhook_retry_max_s: float = Field(300.0, gt=0, description="Longest retry delay.")
+    webhook_disable_after_s: float = Field(
+        259200.0,
+        gt=0,
+        description="Continuous failure this long disables a subscription, with a notice.",
+    )
+    webhook_concurrency: int = Field(
+        8, ge=1, description="Subscriptions one worker delivers to at once."
+    )
+    webhook_attempts_retention_days: int = Field(
+        14, ge=1, description="Delivery log kept this long."
+    )
+    stream_heartbeat_s: float = Field(15.0, gt=0, description="SSE keepalive-comment interval.")
+    stream_queue_max: int = Field(
+        1000,
+        ge=1,
+        description="Events queued per SSE client; further behind, it is cut off and resumes.",
+    )
+    poll_s: float = Field(5.0, gt=0, description="Read the change log at least this often.")
+    strict_xmin: bool = Field(
+        True,
+        description="Read a change only once every older transaction has ended (safe ordering); "
+        "false lowers latency behind long write transactions.",
+    )
+
+
 class HttpConfig(Section):
     """The HTTP server (health, API, console)."""
 
@@ -211,6 +256,7 @@ class Settings(BaseSettings):
     embedded: EmbeddedConfig = Field(default_factory=EmbeddedConfig)  # type: ignore[arg-type]
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
+    outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
     http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 

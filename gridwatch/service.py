@@ -33,8 +33,11 @@ from ingest.mqtt_source import MqttEndpoint, MqttSource
 from ingest.pipeline import IngestPipeline, StoredHook
 from ingest.topics import UplinkTopics
 from ingest.validate import Limits, Validator
+from outputs.mqtt_feed import MqttFeed
+from outputs.webhooks import WebhookDispatcher
 from storage.migrate import migrate
 from storage.timeseries import maintain
+from storage.tokens import ensure_admin_token
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,11 @@ class Service:
         self.detection: DetectionStage | None = None
         self.alerts: AlertStage | None = None
         self.device_contexts: dict[str, DeviceContext] = {}
+        self.feed: MqttFeed | None = None
+        self.webhooks: WebhookDispatcher | None = None
+        self.pool: AsyncConnectionPool | None = None
+        # Printed once, on the first start (also kept in <data dir>/admin-token, mode 0600).
+        self.admin_token: str | None = None
         self._stop = asyncio.Event()
 
     async def connect_db(self) -> psycopg.AsyncConnection:
@@ -68,12 +76,21 @@ class Service:
 
     def health(self) -> dict[str, object]:
         source, pipeline = self.source, self.pipeline
+        components = {
+            "mqtt": bool(source and source.connected.is_set()),
+            "database": bool(pipeline and pipeline.db_ok),
+        }
+        outputs: dict[str, object] = {}
+        if self.feed is not None:
+            components["mqtt_feed"] = self.feed.healthy
+            outputs["mqtt_feed"] = self.feed.stats.snapshot()
+        if self.webhooks is not None:
+            components["webhooks"] = self.webhooks.healthy
+            outputs["webhooks"] = self.webhooks.stats.snapshot()
         return {
             "uptime_s": round(time.time() - self.started_at, 1),
-            "components": {
-                "mqtt": bool(source and source.connected.is_set()),
-                "database": bool(pipeline and pipeline.db_ok),
-            },
+            "components": components,
+            "outputs": outputs,
             "ingest": pipeline.stats.snapshot() if pipeline else {},
             "queues": {
                 "mqtt_pending": source.pending() if source else 0,
@@ -150,6 +167,19 @@ class Service:
         self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
         self.pipeline.stages = [self.detection, self.alerts]
+        async with contextlib.AsyncExitStack() as stack:
+            await self._serve(stack, on_ready)
+
+    async def _serve(
+        self,
+        stack: contextlib.AsyncExitStack,
+        on_ready: Callable[[Service], Awaitable[None] | None] | None,
+    ) -> None:
+        """Start the rest; every part started is stopped by ``stack`` in reverse order, also
+        when a later part fails to start."""
+        settings = self.settings
+        assert self.source is not None and self.pipeline is not None
+        stack.callback(log.info, "gridwatch stopped")
         self.pool = AsyncConnectionPool(
             self.endpoints.db_conninfo,
             min_size=settings.db.pool_min,
@@ -157,47 +187,87 @@ class Service:
             open=False,
         )
         await self.pool.open()
+        stack.push_async_callback(self.pool.close)
+        self.admin_token = await ensure_admin_token(self.pool, settings.data_dir.resolve())
         context = ApiContext(self.pool, settings, self.health)
         context.on_event_changed.append(self._event_changed_by_api)
         runner = web.AppRunner(make_app(context), access_log=None)
         await runner.setup()
+        stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         await site.start()
         host, port = runner.addresses[0][:2]
         self.http_url = f"http://{host}:{port}"
-        self.source.start(asyncio.get_running_loop())
+        workers = self._start_outputs()
         background = [
             asyncio.create_task(self._watch_registry(), name="registry-watch"),
             asyncio.create_task(self._maintenance(), name="maintenance"),
+            *workers,
         ]
+        stack.push_async_callback(_cancel, background)
+        self.source.start(asyncio.get_running_loop())
+        stack.push_async_callback(asyncio.to_thread, self.source.stop)
         pipeline_task = asyncio.create_task(self.pipeline.run(), name="ingest")
+        stack.push_async_callback(self._stop_pipeline, pipeline_task)
         log.info(
             "gridwatch running", extra={"http": self.http_url, "mqtt": self.endpoints.mqtt_url}
         )
-        try:
-            if on_ready is not None:
-                result = on_ready(self)
-                if asyncio.iscoroutine(result):
-                    await result
-            stop_wait = asyncio.create_task(self._stop.wait())
-            done, _ = await asyncio.wait(
-                {stop_wait, pipeline_task}, return_when=asyncio.FIRST_COMPLETED
+        if on_ready is not None:
+            result = on_ready(self)
+            if asyncio.iscoroutine(result):
+                await result
+        stop_wait = asyncio.create_task(self._stop.wait())
+        stack.callback(stop_wait.cancel)
+        done, _ = await asyncio.wait(
+            {stop_wait, pipeline_task, *workers}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done - {stop_wait}:
+            task.result()  # a crashed pipeline or output worker stops the service loudly
+
+    async def _stop_pipeline(self, pipeline_task: asyncio.Task[None]) -> None:
+        """Stop taking messages; store and acknowledge what was taken (before MQTT stops)."""
+        log.info("gridwatch stopping")
+        assert self.pipeline is not None
+        self.pipeline.stop()
+        with contextlib.suppress(Exception):
+            await pipeline_task
+        log.info("ingest stopped", extra={"ingest": self.pipeline.stats.snapshot()})
+
+    def _start_outputs(self) -> list[asyncio.Task[None]]:
+        """The downstream MQTT feed and webhook delivery, each in its own supervised task."""
+        o, m = self.settings.outputs, self.settings.mqtt
+        password = m.password.get_secret_value() if m.password else None
+        if o.feed_enabled:
+            self.feed = MqttFeed(
+                self.endpoints.db_conninfo,
+                self.endpoints.mqtt_url,
+                client_id=o.feed_client_id or f"{m.client_id}-feed",
+                topic_root=m.topic_root,
+                username=m.username,
+                password=password,
+                keepalive_s=m.keepalive_s,
+                inflight=o.feed_inflight,
+                batch=o.feed_batch,
+                poll_s=o.poll_s,
+                reconnect_min_s=m.reconnect_min_s,
+                reconnect_max_s=m.reconnect_max_s,
+                strict_xmin=o.strict_xmin,
             )
-            if pipeline_task in done:
-                pipeline_task.result()  # a crashed pipeline stops the service loudly
-            stop_wait.cancel()
-        finally:
-            log.info("gridwatch stopping")
-            self.pipeline.stop()
-            with contextlib.suppress(Exception):
-                await pipeline_task
-            await asyncio.to_thread(self.source.stop)
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await runner.cleanup()
-            await self.pool.close()
-            log.info("gridwatch stopped", extra={"ingest": self.pipeline.stats.snapshot()})
+        if o.webhooks_enabled:
+            self.webhooks = WebhookDispatcher(
+                self.endpoints.db_conninfo,
+                worker_id=m.client_id,
+                timeout_s=o.webhook_timeout_s,
+                retry_min_s=o.webhook_retry_min_s,
+                retry_max_s=o.webhook_retry_max_s,
+                disable_after_s=o.webhook_disable_after_s,
+                concurrency=o.webhook_concurrency,
+                poll_s=o.poll_s,
+                attempts_retention_days=o.webhook_attempts_retention_days,
+                strict_xmin=o.strict_xmin,
+            )
+        named = (("mqtt-feed", self.feed), ("webhooks", self.webhooks))
+        return [asyncio.create_task(w.run(), name=n) for n, w in named if w is not None]
 
     def _event_changed_by_api(self, event_id: str) -> None:
         """A person moved an event: the cached holder is stale; read holders again."""
@@ -262,6 +332,12 @@ class Service:
                     )
             except psycopg.Error as exc:
                 log.warning("maintenance skipped: %s", exc)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def install_signal_handlers(service: Service) -> None:

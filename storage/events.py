@@ -124,8 +124,8 @@ async def history(conn: psycopg.AsyncConnection, event_id: str) -> list[HistoryE
 
 
 async def log_change(conn: psycopg.AsyncConnection, event: GridEvent, change: str) -> int:
-    """Append to the change log; returns its sequence number (monotonic in commit order per
-    worker; readers that need commit order across workers wait out open transactions)."""
+    """Append to the change log; returns its sequence number. Numbers are taken at insert,
+    not commit: outputs/log_reader.py waits out gaps so readers never skip a late commit."""
     data = msgspec.json.encode(event.to_cloudevent_data()).decode()
     cur = await conn.execute(
         "INSERT INTO event_log (event_id, change, grid_code, ancestors, severity, payload)"

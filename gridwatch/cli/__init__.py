@@ -8,6 +8,7 @@ import typer
 
 import detectors  # noqa: F401  (registers the `detectors` key of device profile overrides)
 from gridwatch.cli import (
+    cameras_cmd,
     common,
     config_cmd,
     deadletter_cmd,
@@ -16,6 +17,7 @@ from gridwatch.cli import (
     report_cmd,
     run_cmd,
     simulate_cmd,
+    tokens_cmd,
 )
 
 app = typer.Typer(
@@ -31,8 +33,10 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(registry_cmd.grids_app, name="grids")
 app.add_typer(registry_cmd.devices_app, name="devices")
 app.add_typer(deadletter_cmd.app, name="deadletter")
+simulate_cmd.app.add_typer(cameras_cmd.app, name="cameras")
 app.add_typer(simulate_cmd.app, name="simulate")
 app.command("report")(report_cmd.report)
+app.add_typer(tokens_cmd.app, name="tokens")
 
 
 def main() -> None:

@@ -7,8 +7,6 @@ a leak ramp, a burst pipe, a silent device, a garbage payload) replayed every cy
 
 from __future__ import annotations
 
-import asyncio
-import os
 import threading
 import time
 from pathlib import Path
@@ -21,12 +19,11 @@ import simulators
 from devices import registry_store
 from devices.messages import Kind
 from gridwatch.cli import common
-from gridwatch.embedded.errors import EmbeddedServiceError
-from gridwatch.endpoints import service_endpoints
-from gridwatch.instance import AlreadyRunning, InstanceInfo, InstanceLock, write_info
+from gridwatch.cli.run_cmd import serve
+from gridwatch.endpoints import Endpoints
 from gridwatch.logs import setup_logging
 from gridwatch.mqtt_publish import BoundedPublisher
-from gridwatch.service import Service, install_signal_handlers
+from gridwatch.service import Service
 from simulators.county import CountySpec, generate_county
 from simulators.county_files import CountyFiles, find_county_files, write_county
 from simulators.fleet import FleetConfig, FleetModel
@@ -69,55 +66,33 @@ def demo(
         "WARNING" if settings.log.level == "INFO" else settings.log.level, settings.log.format
     )
     data_dir = Path(settings.data_dir)
-    lock = InstanceLock(data_dir)
-    try:
-        lock.acquire()
-    except AlreadyRunning as exc:
-        raise common.UserError(str(exc)) from None
     files = county_files(data_dir, seed)
     stop_fleet = threading.Event()
+
+    async def on_ready(svc: Service, endpoints: Endpoints) -> None:
+        async with await psycopg.AsyncConnection.connect(endpoints.db_conninfo) as conn:
+            grids = await registry_store.import_grid_file(conn, files.grids)
+            await conn.commit()
+            devices = await registry_store.import_device_file(conn, files.devices[0])
+            await conn.commit()
+        await svc.reload_registry()
+        typer.echo(
+            f"gridwatch demo: {grids.counts.inserted + grids.counts.unchanged} grids, "
+            f"{devices.counts.inserted + devices.counts.unchanged} devices; "
+            f"http {svc.http_url}  mqtt {endpoints.mqtt_url}  (Ctrl-C to stop)",
+            err=True,
+        )
+        threading.Thread(
+            target=_fleet,
+            args=(endpoints.mqtt_url, files, speed, rate, seed, stop_fleet),
+            name="demo-fleet",
+            daemon=True,
+        ).start()
+
     try:
-        with service_endpoints(settings) as endpoints:
-            service = Service(settings, endpoints)
-
-            async def on_ready(svc: Service) -> None:
-                write_info(
-                    data_dir,
-                    InstanceInfo(
-                        os.getpid(), endpoints.mqtt_url, endpoints.db_conninfo, svc.http_url
-                    ),
-                )
-                async with await psycopg.AsyncConnection.connect(endpoints.db_conninfo) as conn:
-                    grids = await registry_store.import_grid_file(conn, files.grids)
-                    await conn.commit()
-                    devices = await registry_store.import_device_file(conn, files.devices[0])
-                    await conn.commit()
-                await svc.reload_registry()
-                typer.echo(
-                    f"gridwatch demo: {grids.counts.inserted + grids.counts.unchanged} grids, "
-                    f"{devices.counts.inserted + devices.counts.unchanged} devices; "
-                    f"http {svc.http_url}  mqtt {endpoints.mqtt_url}  (Ctrl-C to stop)",
-                    err=True,
-                )
-                threading.Thread(
-                    target=_fleet,
-                    args=(endpoints.mqtt_url, files, speed, rate, seed, stop_fleet),
-                    name="demo-fleet",
-                    daemon=True,
-                ).start()
-
-            async def main() -> None:
-                install_signal_handlers(service)
-                await service.run(on_ready=on_ready)
-
-            try:
-                asyncio.run(main())
-            finally:
-                stop_fleet.set()
-    except EmbeddedServiceError as exc:
-        raise common.UserError(str(exc)) from None
+        serve(settings, on_ready)
     finally:
-        lock.release()
+        stop_fleet.set()
 
 
 def _fleet(

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import typer
 
 from gridwatch.cli import common
-from gridwatch.embedded.binaries import MissingBinary
-from gridwatch.endpoints import service_endpoints
+from gridwatch.config import Settings
+from gridwatch.embedded.errors import EmbeddedServiceError
+from gridwatch.endpoints import Endpoints, service_endpoints
 from gridwatch.instance import AlreadyRunning, InstanceInfo, InstanceLock, write_info
 from gridwatch.logs import setup_logging
 from gridwatch.service import Service, install_signal_handlers
 
+OnReady = Callable[[Service, Endpoints], Awaitable[None] | None]
 
-def run() -> None:
-    """Run gridwatch until SIGINT/SIGTERM. Without broker/database URLs it starts its own
-    mosquitto and PostgreSQL under the data dir."""
-    settings = common.settings()
-    setup_logging(settings.log.level, settings.log.format)
+
+def serve(settings: Settings, on_ready: OnReady | None = None) -> None:
+    """Hold the data dir, start what is not configured, run the service until a signal, and
+    stop everything in order; what a user can fix becomes a one-line error."""
     data_dir = Path(settings.data_dir)
+    token_file = data_dir.resolve() / "admin-token"
     lock = InstanceLock(data_dir)
     try:
         lock.acquire()
@@ -31,30 +34,46 @@ def run() -> None:
         with service_endpoints(settings) as endpoints:
             service = Service(settings, endpoints)
 
-            def announce(svc: Service) -> None:
-                write_info(
-                    data_dir,
-                    InstanceInfo(
-                        pid=os.getpid(),
-                        mqtt_url=endpoints.mqtt_url,
-                        db_conninfo=endpoints.db_conninfo,
-                        http_url=svc.http_url,
-                    ),
+            async def ready(svc: Service) -> None:
+                info = InstanceInfo(
+                    os.getpid(), endpoints.mqtt_url, endpoints.db_conninfo, svc.http_url
                 )
-                typer.echo(
-                    f"gridwatch is running: http {svc.http_url}  mqtt {endpoints.mqtt_url}"
-                    "  (Ctrl-C to stop)",
-                    err=True,
-                )
+                write_info(data_dir, info)
+                if svc.admin_token:
+                    typer.echo(
+                        "first start: admin API token (also in"
+                        f" {token_file}): {svc.admin_token}",
+                        err=True,
+                    )
+                if on_ready is not None:
+                    result = on_ready(svc, endpoints)
+                    if result is not None:
+                        await result
 
             async def main() -> None:
                 install_signal_handlers(service)
-                await service.run(on_ready=announce)
+                await service.run(on_ready=ready)
 
             asyncio.run(main())
-    except MissingBinary as exc:
+    except EmbeddedServiceError as exc:
         raise common.UserError(str(exc)) from None
     except OSError as exc:
         raise common.UserError(f"cannot start: {exc}") from None
     finally:
         lock.release()
+
+
+def run() -> None:
+    """Run gridwatch until SIGINT/SIGTERM. Without broker/database URLs it starts its own
+    mosquitto and PostgreSQL under the data dir."""
+    settings = common.settings()
+    setup_logging(settings.log.level, settings.log.format)
+
+    def announce(svc: Service, endpoints: Endpoints) -> None:
+        typer.echo(
+            f"gridwatch is running: http {svc.http_url}  mqtt {endpoints.mqtt_url}"
+            "  (Ctrl-C to stop)",
+            err=True,
+        )
+
+    serve(settings, announce)

@@ -47,9 +47,9 @@ CREATE INDEX grid_event_history_event ON grid_event_history (event_id, id);
 
 -- Every change of every event: the source of the live stream, the MQTT feed and webhooks.
 -- `seq` is monotonic, so a client resumes from the last one it saw. Sequence numbers are
--- taken at insert, not at commit: readers only read rows whose transaction `tx` is older
--- than every transaction still running (pg_snapshot_xmin), so a row with a lower `seq`
--- can never appear behind one already read.
+-- taken at insert, not at commit, so a reader (outputs/log_reader.py) holds back at a gap
+-- in `seq` until every transaction that could still fill it has ended, and by default also
+-- reads only rows whose transaction `tx` is older than every one still running.
 CREATE TABLE event_log (
     seq         bigserial PRIMARY KEY,
     tx          xid8 NOT NULL DEFAULT pg_current_xact_id(),

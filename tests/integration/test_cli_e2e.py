@@ -165,9 +165,7 @@ def test_embedded_run_import_publish_query_replay_stop(
 
 def test_demo_brings_up_a_reporting_county(cli: Cli) -> None:
     """The README's first command: a simulated county ingested on embedded defaults."""
-    proc = subprocess.Popen(
-        [GRIDWATCH, "demo"], env=cli.env, stderr=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([GRIDWATCH, "demo"], env=cli.env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:
@@ -180,7 +178,12 @@ def test_demo_brings_up_a_reporting_county(cli: Cli) -> None:
         cli.wait_stored(500, within=60)
         health = cli.health()
         assert health["devices_known"] == 899
-        assert health["components"] == {"mqtt": True, "database": True}
+        assert health["components"] == {
+            "mqtt": True,
+            "database": True,
+            "mqtt_feed": True,
+            "webhooks": True,
+        }
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
