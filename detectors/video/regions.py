@@ -1,0 +1,164 @@
+"""The change mask of :mod:`detectors.video.motion` and what its regions are: moving things,
+light, or ghosts.
+
+On the blurred luma plane (``img``), its running background (``bg``, same units) and the
+mask of changed pixels (uint8, 255 = changed):
+
+- :func:`exposure`: how much brighter the whole picture is than its background;
+- :func:`hysteresis`: the weaker changes that touch strong ones (the faint parts of a body);
+- :func:`specks`: how much changed in specks too small to be anything (rain, snow);
+- :func:`group` joins the pieces one object falls into so that each is judged as a whole;
+- :func:`lit` (per pixel) and :func:`is_light` (per region): the detail (picture minus its
+  local mean) is the background's detail, only brighter or darker — a lamp's pool, a
+  headlight beam, a shadow;
+- :func:`is_ghost`: the region looks as it did before something stood there long enough to be
+  partly learnt (it matches the long-term background) — that something has left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(slots=True)
+class Region:
+    """Plane-pixel bounds (``x1``/``y1`` exclusive) and the changed area of a group of blobs."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: float
+
+    def slices(self, margin: int = 0) -> tuple[slice, slice]:
+        return (slice(max(0, self.y0 - margin), self.y1 + margin),
+                slice(max(0, self.x0 - margin), self.x1 + margin))
+
+
+def group(contours: Sequence[np.ndarray], min_piece: float, gap: int) -> list[Region]:
+    """Bounding regions of the contours of at least ``min_piece`` area, joined while any two are
+    within ``gap`` pixels of each other. (Joining pieces one above the other across a wider
+    gap, for a person whose coat and trousers differ from the background unequally, joined
+    rain streaks too: worse on the clip set.)"""
+    regions = []
+    for c in contours:
+        area = float(cv2.contourArea(c))
+        if area >= min_piece:
+            x, y, w, h = cv2.boundingRect(c)
+            regions.append(Region(x, y, x + w, y + h, area))
+    merged = True
+    while merged and len(regions) > 1:
+        merged = False
+        out: list[Region] = []
+        for r in regions:
+            for o in out:
+                if (r.x0 <= o.x1 + gap and o.x0 <= r.x1 + gap
+                        and r.y0 <= o.y1 + gap and o.y0 <= r.y1 + gap):
+                    o.x0, o.y0 = min(o.x0, r.x0), min(o.y0, r.y0)
+                    o.x1, o.y1 = max(o.x1, r.x1), max(o.y1, r.y1)
+                    o.area += r.area
+                    merged = True
+                    break
+            else:
+                out.append(r)
+        regions = out
+    return regions
+
+
+def lit(img: np.ndarray, bg: np.ndarray, changed: np.ndarray, region: Region, min_ncc: float,
+        min_detail: float, window: int = 7) -> np.ndarray:
+    """The changed pixels of ``region`` (a uint8 crop, 255 = lit) whose ``window``²
+    neighbourhood of high-passed picture correlates with the background's at least ``min_ncc``
+    (the same detail, lit differently) where the background has ``min_detail`` of it."""
+    ys, xs = region.slices()
+    m = window
+    ys_m = slice(max(0, ys.start - m), ys.stop + m)
+    xs_m = slice(max(0, xs.start - m), xs.stop + m)
+    a = _high_pass(img[ys_m, xs_m])
+    b = _high_pass(bg[ys_m, xs_m])
+    size = (window, window)
+    ma, mb = cv2.boxFilter(a, -1, size), cv2.boxFilter(b, -1, size)
+    cov = cv2.boxFilter(a * b, -1, size) - ma * mb
+    va = cv2.boxFilter(a * a, -1, size) - ma * ma
+    vb = cv2.boxFilter(b * b, -1, size) - mb * mb
+    ncc = cov / np.sqrt(np.maximum(va * vb, np.float32(1e-6)))
+    oy, ox = ys.start - ys_m.start, xs.start - xs_m.start
+    h, w = changed[ys, xs].shape
+    inner = (slice(oy, oy + h), slice(ox, ox + w))
+    sel = (ncc[inner] >= min_ncc) & (vb[inner] >= min_detail * min_detail) & (changed[ys, xs] > 0)
+    return np.where(sel, np.uint8(255), np.uint8(0))
+
+
+def _high_pass(img: np.ndarray) -> np.ndarray:
+    out: np.ndarray = img - cv2.GaussianBlur(img, (0, 0), 2.5)
+    return out
+
+
+def is_light(img: np.ndarray, bg: np.ndarray, changed: np.ndarray, region: Region,
+             min_ncc: float, min_detail: float) -> bool:
+    """Normalised cross-correlation of the high-passed picture and background over the changed
+    pixels of ``region`` is at least ``min_ncc``; a background with less detail (spread of
+    the high-passed luma) than ``min_detail`` there cannot tell."""
+    ys, xs = region.slices(4)
+    cur, ref = img[ys, xs], bg[ys, xs]
+    sel = changed[ys, xs] > 0
+    if int(sel.sum()) < 12:
+        return False
+    dc = (cur - cv2.GaussianBlur(cur, (0, 0), 2.5))[sel]
+    db = (ref - cv2.GaussianBlur(ref, (0, 0), 2.5))[sel]
+    sb, sc = float(db.std()), float(dc.std())
+    if sb < min_detail or sc < 1e-3:
+        return False  # no detail in the background there: light or not cannot be told
+    ncc = float(np.mean((dc - dc.mean()) * (db - db.mean()))) / (sb * sc)
+    return ncc >= min_ncc
+
+
+def is_ghost(img: np.ndarray, long: np.ndarray, changed: np.ndarray, region: Region,
+             threshold: float) -> bool:
+    """Most (60 %) of the region's changed pixels are within ``threshold`` of the long-term
+    background: the place looks as it did before something stood there."""
+    ys, xs = region.slices()
+    sel = changed[ys, xs] > 0
+    n = int(sel.sum())
+    if n == 0:
+        return False
+    back = cv2.absdiff(img[ys, xs], long[ys, xs])[sel] <= threshold
+    return int(back.sum()) >= 0.6 * n
+
+
+def specks(changed: np.ndarray, min_px: float) -> int:
+    """Changed pixels in specks smaller than ``min_px``."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    areas = stats[1:n, cv2.CC_STAT_AREA]
+    return int(areas[areas < min_px].sum())
+
+
+def exposure(img: np.ndarray, bg: np.ndarray, mask: np.ndarray | None) -> float:
+    """How much brighter the whole picture is than its background: the median ratio on a
+    sparse grid (a lamp, a beam or a person moves the median little)."""
+    cur, ref = img[::4, ::4], bg[::4, ::4]
+    sel = ref > 8.0
+    if mask is not None:
+        sel &= mask[::4, ::4] == 0
+    if int(sel.sum()) < 50:
+        return 1.0
+    k = float(np.median(cur[sel] / ref[sel]))
+    return min(max(k, 0.5), 2.0)
+
+
+def hysteresis(strong: np.ndarray, delta: np.ndarray, low: float,
+               mask: np.ndarray | None) -> np.ndarray:
+    """The pixels above ``low`` connected to a ``strong`` one (uint8 255)."""
+    weak = np.where(delta > low, np.uint8(255), np.uint8(0))
+    if mask is not None:
+        weak[mask > 0] = 0
+    n, labels = cv2.connectedComponents(weak, connectivity=8)
+    keep = np.zeros(n, np.uint8)
+    keep[labels[strong > 0]] = 255
+    keep[0] = 0
+    out: np.ndarray = keep[labels]
+    return out

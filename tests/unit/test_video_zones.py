@@ -1,0 +1,104 @@
+"""Zone intrusion, loitering and whole-picture motion from motion boxes, time moved by the test."""
+
+from __future__ import annotations
+
+import msgspec
+import numpy as np
+
+from detectors.base import Hit
+from detectors.video.frames import prepare
+from detectors.video.motion import Box
+from detectors.video.zones import ZoneConfig, ZoneDetector, ZoneState, named_zones
+from devices.registry import FramePolygon
+
+PLANE = prepare(np.zeros((360, 640, 3), np.uint8))  # 320×180
+LOWER_LEFT = FramePolygon(((0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (0.0, 1.0)))
+RIGHT = FramePolygon(((0.6, 0.0), (1.0, 0.0), (1.0, 1.0), (0.6, 1.0)))
+
+
+def _person(x: int, foot: int = 150) -> Box:
+    return Box(x, foot - 40, x + 14, foot, 400)
+
+
+def _feed(detector: ZoneDetector, frames: list[list[Box]], t0: float = 0.0, dt: float = 0.2,
+          state: ZoneState | None = None) -> tuple[ZoneState, list[Hit]]:
+    state = detector.initial_state() if state is None else state
+    hits: list[Hit] = []
+    for i, boxes in enumerate(frames):
+        state, found = detector.on_boxes(boxes, PLANE, state, t0 + i * dt)
+        hits.extend(found)
+    return state, hits
+
+
+def test_persisting_presence_raises_once_and_clears_after_leaving() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT, RIGHT]))
+    walk = [[_person(20 + 4 * i)] for i in range(20)]  # within the left zone
+    _, hits = _feed(detector, walk + [[]] * 12)
+    assert [(h.phase, h.type, h.metric) for h in hits] == [
+        ("raised", "zone_intrusion", "zone1"), ("cleared", "zone_intrusion", "zone1")]
+    raised, cleared = hits
+    assert raised.ts == 0.4  # the third frame
+    assert raised.condition_key == "CAM-1/video_zone/intrusion/zone1"
+    assert raised.category == "video" and raised.severity == "orange"
+    assert raised.evidence["zone"] == "zone1" and raised.evidence["first_seen"] == 0.0
+    assert len(raised.evidence["box"]) == 4 and raised.evidence["box_px"][3] == 300
+    assert cleared.evidence["reason"] == "left"
+    msgspec.json.encode(hits)  # evidence is plain JSON
+
+
+def test_two_frames_are_not_enough_and_boxes_must_carry_on() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]))
+    _, hits = _feed(detector, [[_person(20)], [_person(24)], [], [_person(30)], []])
+    assert hits == []
+    # flicker at random places (rain, insects): never the same thing three frames running
+    jumps = [[_person(x)] for x in (10, 90, 30, 120, 50, 5, 100, 40)]
+    _, hits = _feed(detector, jumps)
+    assert hits == []
+
+
+def test_the_foot_point_decides() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]))
+    above = [[_person(20 + 2 * i, foot=85)] for i in range(6)]  # body over the zone, feet not
+    assert _feed(detector, above)[1] == []
+    overlap = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]),
+                           ZoneConfig(anchor="overlap", min_overlap=0.2))
+    tall = [[Box(20 + 2 * i, 60, 34 + 2 * i, 110, 400)] for i in range(6)]
+    assert [h.phase for h in _feed(overlap, tall)[1]] == ["raised"]
+
+
+def test_loitering_after_the_dwell_time() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]), ZoneConfig(dwell_s=20))
+    stay = [[_person(40 + (i % 3))] for i in range(125)]  # 25 s at 5 fps, fidgeting
+    state, hits = _feed(detector, stay + [[]] * 10)
+    assert [(h.type, h.phase, round(h.ts, 1)) for h in hits] == [
+        ("zone_intrusion", "raised", 0.4), ("loitering", "raised", 20.0),
+        ("loitering", "cleared", 26.8), ("zone_intrusion", "cleared", 26.8)]
+    assert hits[1].condition_key == "CAM-1/video_zone/loitering/zone1"
+    assert state == detector.initial_state()
+
+
+def test_a_short_gap_does_not_end_the_presence() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]), ZoneConfig(clear_frames=10))
+    frames = [[_person(30 + 2 * i)] for i in range(10)] + [[]] * 5
+    frames += [[_person(50 + 2 * i)] for i in range(5)] + [[]] * 10
+    _, hits = _feed(detector, frames)
+    assert [h.phase for h in hits] == ["raised", "cleared"]
+
+
+def test_a_camera_without_zones_reports_motion() -> None:
+    detector = ZoneDetector("CAM-9", ())
+    _, hits = _feed(detector, [[_person(200 + 4 * i, foot=60)] for i in range(5)])
+    assert [(h.type, h.metric, h.condition_key) for h in hits] == [
+        ("motion", "frame", "CAM-9/video_zone/motion/frame")]
+    quiet = ZoneDetector("CAM-9", (), ZoneConfig(motion_without_zones=False))
+    assert _feed(quiet, [[_person(200 + 4 * i)] for i in range(5)])[1] == []
+
+
+def test_clear_all_closes_what_is_open() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT, RIGHT]))
+    state, hits = _feed(detector, [[_person(20 + 2 * i)] for i in range(4)])
+    assert len(hits) == 1
+    state, cleared = detector.clear_all(state, 9.0, "unreachable")
+    assert [(h.phase, h.metric, h.evidence["reason"]) for h in cleared] == [
+        ("cleared", "zone1", "unreachable")]
+    assert detector.clear_all(state, 10.0, "unreachable")[1] == ()
