@@ -80,6 +80,7 @@ class Score:
     not_restored: int = 0
     latencies: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kinds: dict[str, list[int]] = field(default_factory=dict)  # kind: [events, found, false]
 
     def add(self, other: Score) -> None:
         for name in ("clips", "hours", "events", "found", "raised", "false", "duplicates",
@@ -87,6 +88,13 @@ class Score:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latencies += other.latencies
         self.notes += other.notes
+        for kind, counts in other.kinds.items():
+            mine = self.kinds.setdefault(kind, [0, 0, 0])
+            for i, n in enumerate(counts):
+                mine[i] += n
+
+    def count(self, kind: str, index: int) -> None:
+        self.kinds.setdefault(kind, [0, 0, 0])[index] += 1
 
     @property
     def recall(self) -> float:
@@ -145,6 +153,7 @@ def score(run: ClipRun) -> Score:
                   and _window(t)[0] <= r.ts <= _window(t)[1]]
         if not owners:
             s.false += 1
+            s.count(_kind(r.type, r.key), 2)
             s.notes.append(f"{run.name}: false {r.type}:{r.key} at {r.ts:.1f}s")
             continue
         owner = max(owners, key=lambda i: (events[i].start <= r.ts + BEFORE_S, events[i].start))
@@ -157,11 +166,13 @@ def score(run: ClipRun) -> Score:
         if not t.required:
             continue
         s.events += 1
+        s.count(_kind(t.kind, t.key), 0)
         mine = hits_of.get(i, [])
         if not mine:
             s.notes.append(f"{run.name}: missed {t.kind}:{t.key} {t.start:.1f}-{t.end:.1f}s")
             continue
         s.found += 1
+        s.count(_kind(t.kind, t.key), 1)
         s.duplicates += len(mine) - 1
         first = min(mine, key=lambda r: r.ts)
         s.latencies.append(max(0.0, first.ts - t.start))
@@ -172,6 +183,10 @@ def score(run: ClipRun) -> Score:
             s.not_restored += 1
             s.notes.append(f"{run.name}: {t.kind}:{t.key} not restored after {t.end:.1f}s")
     return s
+
+
+def _kind(kind: str, key: str) -> str:
+    return f"camera_fault:{key}" if kind == "camera_fault" else kind
 
 
 def _row(name: str, s: Score) -> str:
@@ -210,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, s in groups.items():
         print(_row(name, s))
     print(_row("TOTAL", total))
+    print("\nby kind: " + ", ".join(
+        f"{kind} {found}/{events} found, {false} false"
+        for kind, (events, found, false) in sorted(total.kinds.items())))
     print()
     cost: dict[str, dict[str, float]] = {}
     for size in sorted({run.size for run in runs}):

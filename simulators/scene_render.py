@@ -13,7 +13,9 @@ the picture (a panorama) so that a camera can be turned.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -206,3 +208,51 @@ def draw_osd(img: np.ndarray, text: str) -> None:
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(img, text, org, font, 0.5 * s, (0, 0, 0), max(2, int(3 * s)), cv2.LINE_AA)
     cv2.putText(img, text, org, font, 0.5 * s, (255, 255, 255), max(1, int(s)), cv2.LINE_AA)
+
+
+class Route(Protocol):
+    """A walker as :class:`simulators.scenes.Walk` describes one."""
+
+    @property
+    def start(self) -> float: ...
+    @property
+    def path(self) -> Sequence[tuple[float, float]]: ...
+    @property
+    def speed(self) -> float: ...
+    @property
+    def pauses(self) -> Sequence[float]: ...
+    @property
+    def shirt(self) -> BGR: ...
+    @property
+    def trousers(self) -> BGR: ...
+    @property
+    def size(self) -> float: ...
+
+
+class Stroll:
+    """Where a walker is at ``t``: foot point and stride phase, or None when not in the scene."""
+
+    def __init__(self, walk: Route) -> None:
+        self.walk = walk
+        self.legs: list[tuple[float, float, tuple[float, float], tuple[float, float]]] = []
+        t = walk.start
+        pts = walk.path
+        for i in range(len(pts) - 1):
+            pause = walk.pauses[i] if i < len(walk.pauses) else 0.0
+            if pause > 0:
+                self.legs.append((t, t + pause, pts[i], pts[i]))
+                t += pause
+            dist = math.dist(pts[i], pts[i + 1])
+            self.legs.append((t, t + dist / walk.speed, pts[i], pts[i + 1]))
+            t += dist / walk.speed
+        self.end = t
+
+    def at(self, t: float) -> tuple[tuple[float, float], float] | None:
+        for start, end, a, b in self.legs:
+            if start <= t < end:
+                k = (t - start) / (end - start)
+                pos = (a[0] + (b[0] - a[0]) * k, a[1] + (b[1] - a[1]) * k)
+                if a == b:  # standing: shifting weight a little
+                    return pos, math.sin(t * 1.3) * 0.4
+                return pos, (t - self.walk.start) * self.walk.speed * 45.0
+        return None

@@ -200,7 +200,7 @@ class Scene:
         pw = render.panorama_width(spec.width)
         lamp_px = ((spec.lamp[0] + render.PAN_MARGIN) * spec.width, spec.lamp[1] * spec.height)
         self._lamp = render.pool((spec.height, pw), lamp_px, (0.3 * spec.width, 0.35 * spec.height))
-        self._walks = [_Path(w) for w in spec.events if isinstance(w, Walk)]
+        self._walks = [render.Stroll(w) for w in spec.events if isinstance(w, Walk)]
         self.truth = self._truth()
 
     # -- what a camera shows
@@ -226,9 +226,9 @@ class Scene:
             if pos is not None:
                 (x, y), phase = pos
                 x -= self.pan(t)
-                tall = render.person_height(y, self._horizon, h, path.walk.size)
-                render.draw_person(img, (x * w, y * h), tall, phase, path.walk.shirt,
-                                   path.walk.trousers)
+                walk = path.walk
+                tall = render.person_height(y, self._horizon, h, walk.size)
+                render.draw_person(img, (x * w, y * h), tall, phase, walk.shirt, walk.trousers)
         ambient = self._ambient(t)
         light = self._light_field(t, offset)
         out: np.ndarray = img.astype(np.float32)
@@ -371,34 +371,6 @@ class Scene:
             if depth >= BORDER:
                 spans[-1][2] += 0.1
         return [(a, b, round(deep, 1)) for a, b, deep in spans]
-
-
-class _Path:
-    """Where a walker is at ``t``: foot point and stride phase, or None when not in the scene."""
-
-    def __init__(self, walk: Walk) -> None:
-        self.walk = walk
-        self.legs: list[tuple[float, float, tuple[float, float], tuple[float, float]]] = []
-        t = walk.start
-        pts = walk.path
-        for i in range(len(pts) - 1):
-            pause = walk.pauses[i] if i < len(walk.pauses) else 0.0
-            if pause > 0:
-                self.legs.append((t, t + pause, pts[i], pts[i]))
-                t += pause
-            dist = math.dist(pts[i], pts[i + 1])
-            self.legs.append((t, t + dist / walk.speed, pts[i], pts[i + 1]))
-            t += dist / walk.speed
-        self.end = t
-
-    def at(self, t: float) -> tuple[tuple[float, float], float] | None:
-        for start, end, a, b in self.legs:
-            if start <= t < end:
-                k = (t - start) / (end - start)
-                pos = (a[0] + (b[0] - a[0]) * k, a[1] + (b[1] - a[1]) * k)
-                walked = (t - self.walk.start) * self.walk.speed if a != b else 0.0
-                return pos, walked * 45.0 + (math.sin(t * 1.3) * 0.4 if a == b else 0.0)
-        return None
 
 
 DEMO_ZONE: Final = FramePolygon(((0.3, 0.62), (0.82, 0.62), (0.9, 0.97), (0.22, 0.97)))

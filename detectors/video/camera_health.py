@@ -11,17 +11,18 @@ symptom has lasted its ``*_after_s`` and clears itself once the symptom has been
   seconds while the stream is down); counted from the last frame, or from the first call.
 - **frozen**: consecutive frames identical (mean absolute difference of the planes ≤
   ``still_diff``; a frozen stream repeats the same decoded picture) for ``frozen_after_s``,
-  an odd pair among still ones let go (an encoder's key frame re-encoding the frozen
-  picture). The capture worker feeds only newly decoded frames: a frame fed twice is still
-  by definition. Only judged
-  once the camera has shown, while live, that its frames differ by at least
-  ``live_diff_ratio`` × ``still_diff`` (sensor noise, the OSD clock): a static scene with
+  an odd pair among three or more still ones let go (an encoder's key frame re-encoding
+  the frozen picture). The capture worker feeds only newly decoded frames: a frame fed twice
+  is still by definition. Only judged once the camera has shown, while live, that its frames
+  differ by at least ``live_diff_ratio`` × ``still_diff`` (sensor noise): a static scene with
   sensor noise is therefore never frozen, and a camera with no noise at all is not judged.
 - **covered** (covered or black lens, video loss): the picture's contrast (4th–96th
   percentile luma range) below ``blank_contrast`` for ``covered_after_s``.
-- **blurred** (lost focus): the focus measure — variance of the Laplacian of the lightly
-  smoothed plane over its contrast² — below ``blur_ratio`` × the reference for
-  ``blurred_after_s``.
+- **blurred** (lost focus): the focus measure — Laplacian energy of the picture averaged over
+  ``average_tau_s`` (so that sensor noise does not pass for detail) over that of the same
+  picture at half size — below ``blur_ratio`` × the reference for ``blurred_after_s``.
+  Defocus takes the fine detail first; exposure, light and what is in view change both
+  scales alike.
 - **moved** (the view turned): phase correlation of the plane against a reference view shifts
   more than ``moved_shift`` of the picture, or finds no peak (``moved_response``), for
   ``moved_after_s``. Evidence ``shift_x``/``shift_y``: how far the picture's content moved,
@@ -31,8 +32,9 @@ The references (focus, view) are taken once ``warmup_s`` of pictures were seen, 
 that is neither blank nor frozen, then follow slowly (focus over ``reference_tau_s``; the view
 is retaken every ``view_refresh_s`` while aligned). A camera that starts broken is judged
 against its broken picture for blur and view; the other faults are absolute. While the
-picture is blank or frozen, focus and view are not judged. The two heavier checks (focus and
-view: ~0.15 ms together) run at most every ``check_interval_s``.
+picture is blank or frozen, focus and view are not judged. The camera's masks are left out
+of every measure (an OSD clock is sharp and still whatever the lens sees). The two heavier
+checks (focus and view: ~0.3 ms together) run at most every ``check_interval_s``.
 
 Pure: ``on_frame(plane, state, ts)`` / ``on_no_frame(state, ts)`` → ``(state, hits)``;
 ``HealthState()`` is the reset.
