@@ -63,6 +63,25 @@ def parse_values(raw: Any) -> dict[str, float]:
     return values
 
 
+def load_object(payload: bytes) -> dict[str, Any]:
+    """The payload as a JSON object, or the CodecError that names why it is not one."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CodecError(RejectReason.NOT_JSON, str(exc)) from None
+    if not isinstance(body, dict):
+        raise CodecError(RejectReason.BAD_PAYLOAD, "payload must be a JSON object")
+    return body
+
+
+def claimed_device(body: dict[str, Any], key: str) -> str | None:
+    """The device id a payload claims under ``key`` (compared with the topic's by ingest)."""
+    claimed = body.get(key)
+    if claimed is not None and not isinstance(claimed, str):
+        raise CodecError(RejectReason.BAD_PAYLOAD, f"{key} must be a string")
+    return claimed
+
+
 class CanonicalJson:
     name = "canonical"
 
@@ -71,15 +90,8 @@ class CanonicalJson:
             word = payload.strip().decode("utf-8", "replace").lower()
             if word in _STATUS_WORDS:
                 return DecodedMessage(status=word)
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise CodecError(RejectReason.NOT_JSON, str(exc)) from None
-        if not isinstance(body, dict):
-            raise CodecError(RejectReason.BAD_PAYLOAD, "payload must be a JSON object")
-        claimed = body.get("device_id")
-        if claimed is not None and not isinstance(claimed, str):
-            raise CodecError(RejectReason.BAD_PAYLOAD, "device_id must be a string")
+        body = load_object(payload)
+        claimed = claimed_device(body, "device_id")
         ts = parse_ts(body.get("ts"))
         seq = parse_seq(body.get("seq"))
         if kind is Kind.TELEMETRY:

@@ -31,7 +31,7 @@ from enum import IntEnum
 import orjson
 
 from devices.codecs import CodecError, register
-from devices.codecs.canonical import parse_seq, parse_ts
+from devices.codecs.canonical import claimed_device, load_object, parse_seq, parse_ts
 from devices.messages import DecodedMessage, Kind, RejectReason
 
 HEADER = 0xA5
@@ -141,15 +141,8 @@ class VendorHex:
             if word in _STATUS_WORDS:
                 return DecodedMessage(status=word)
             raise CodecError(RejectReason.BAD_PAYLOAD, f"status must be online/offline: {word!r}")
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise CodecError(RejectReason.NOT_JSON, str(exc)) from None
-        if not isinstance(body, dict):
-            raise CodecError(RejectReason.BAD_PAYLOAD, "payload must be a JSON object")
-        claimed = body.get("设备编号")
-        if claimed is not None and not isinstance(claimed, str):
-            raise CodecError(RejectReason.BAD_PAYLOAD, "设备编号 must be a string")
+        body = load_object(payload)
+        claimed = claimed_device(body, "设备编号")
         ts = parse_ts(body.get("时间"))
         seq = parse_seq(body.get("流水号"))
         text = body.get("数据")
