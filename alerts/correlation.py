@@ -96,6 +96,8 @@ DEFAULT_SCOPES: Mapping[Category, Scope] = {
     "water": Scope.SITE,
     "video": Scope.SITE,
     "device": Scope.DEVICE_TYPE,
+    "patrol": Scope.DEVICE_TYPE,
+    "safety": Scope.SITE,
 }
 
 

@@ -140,6 +140,7 @@ class AlertStage:
                 self.holders[key] = event
         for change in overlay.changes:
             self.opened += change.kind == "opened"
+            _log_change(change)
             for listener in self.listeners:
                 listener(change)
 
@@ -188,3 +189,29 @@ class AlertStage:
             raise
         if count:
             log.info("deadlines passed: events escalated", extra={"escalated": count})
+
+
+def _log_change(change: EventChange) -> None:
+    """One line per committed change, with the ids an on-call engineer searches logs by:
+    opened, escalated and closed at INFO, the rest (more alarms, clears) at DEBUG."""
+    event = change.event
+    level = logging.INFO if change.cloudevent in _LOUD or change.kind == "opened" else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    log.log(
+        level,
+        "grid event %s",
+        change.kind,
+        extra={
+            "event_id": event.id,
+            "grid_code": event.grid_code,
+            "device_ids": list(event.device_ids),
+            "event_type": event.type,
+            "severity": event.severity,
+            "state": event.state,
+            "change": change.cloudevent,
+        },
+    )
+
+
+_LOUD = frozenset({"escalated", "closed"})

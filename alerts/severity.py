@@ -58,6 +58,9 @@ DEFAULT_BASE: Mapping[str, Severity] = {
     "motion": YELLOW,
     "loitering": YELLOW,
     "camera_fault": BLUE,
+    # patrols and what grid workers find
+    "fire_hazard": YELLOW,
+    "patrol_overdue": BLUE,
     # device health
     "device_offline": BLUE,
     "low_battery": BLUE,

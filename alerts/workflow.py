@@ -85,9 +85,10 @@ class WorkflowConfig(BaseModel):
         description="Time limit of each step per severity; a passed one escalates (督办).",
     )
     auto_close_types: frozenset[str] = Field(
-        default=frozenset({"device_offline"}),
+        default=frozenset({"device_offline", "camera_fault", "patrol_overdue"}),
         description="Event types the system closes by itself when their condition clears "
-        "(a device back online closes its device_offline event).",
+        "(a device back online closes its device_offline event, a camera whose picture is "
+        "back its camera_fault event, the next patrol check-in its patrol_overdue event).",
     )
     auto_close_categories: frozenset[str] = Field(
         default=frozenset(),

@@ -121,13 +121,22 @@ def http_error(
     )
 
 
+class _PayloadTooLarge(web.HTTPClientError):
+    """413 without aiohttp's ``max_size`` bookkeeping: the reason names the limit."""
+
+    status_code = 413
+
+
 _ERRORS: dict[int, type[web.HTTPException]] = {
     400: web.HTTPBadRequest,
     401: web.HTTPUnauthorized,
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
     409: web.HTTPConflict,
+    413: _PayloadTooLarge,
+    415: web.HTTPUnsupportedMediaType,
     422: web.HTTPUnprocessableEntity,
+    503: web.HTTPServiceUnavailable,
 }
 
 

@@ -42,6 +42,9 @@ from api.auth import (
     subtree_condition,
 )
 from api.context import CONTEXT, ApiContext
+from api.event_choices import allowed_actions
+from api.event_choices import schema as choice_schema
+from api.resources_api import event_resources
 from devices.registry_rows import grid_from_row
 from storage import tokens
 from storage.events import (
@@ -173,7 +176,12 @@ async def read_event(request: web.Request) -> web.Response:
         if event is None or not who.can_see(event.grid_code, event.ancestors):
             raise _not_found(event_id)
         entries = await history(conn, event_id)
-    return respond(event.to_cloudevent_data(entries))
+        config = request.app[CONTEXT].settings.alerts.workflow
+        allowed = await allowed_actions(conn, who, event, config)
+        resources = await event_resources(conn, event, request.app[CONTEXT].settings.field)
+    return respond(
+        {**event.to_cloudevent_data(entries), "allowed_actions": allowed, "resources": resources}
+    )
 
 
 def _not_found(event_id: str) -> web.HTTPException:
@@ -434,6 +442,28 @@ def _schemas() -> dict[str, Any]:
             "properties": event_properties,
             "additionalProperties": False,
         },
+        "EventDetail": {
+            "type": "object",
+            "description": "A grid event with its history and what the caller may do now.",
+            "required": [*event_properties, "allowed_actions"],
+            "properties": {
+                **event_properties,
+                "allowed_actions": {
+                    "type": "array",
+                    "items": oa.ref("AllowedAction"),
+                    "description": "The workflow actions this token may take now, in "
+                    "workflow order (none for a viewer; a finished event takes only comments).",
+                },
+                "resources": {
+                    **oa.nullable(oa.ref("NearestResources")),
+                    "description": "Fire and electrical events with a position: the nearest "
+                    "micro fire stations, hydrants (with their pressure now) and duty teams; "
+                    "null for other events.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "AllowedAction": choice_schema(),
         "EventPage": {
             "type": "object",
             "required": ["items", "next_cursor"],
@@ -508,7 +538,7 @@ def _paths() -> dict[str, Any]:
                 "tags": ["events"],
                 "parameters": [event_id],
                 "responses": {
-                    "200": oa.json_body("The event.", oa.ref("GridEvent")),
+                    "200": oa.json_body("The event.", oa.ref("EventDetail")),
                     **oa.errors(400, 404),
                 },
             }

@@ -20,10 +20,17 @@ ROOMS = (
     "api.events_api",
     "api.registry_api",
     "api.figures_api",
+    "api.readings_api",
+    "api.cameras_api",
+    "api.media_api",
+    "api.reports_api",
+    "api.patrols_api",
+    "api.resources_api",
     "api.stream",
     "api.subscriptions_api",
     "api.metrics",
     "api.openapi",
+    "api.console",
 )
 
 

@@ -203,6 +203,7 @@ def families(
             "Subscriptions this worker disabled.",
             hooks["disabled"],
         )
+    yield from _camera_families(health.get("cameras", {}).get("per_camera", []))
     yield _latency_family(
         [
             (OUTPUT_LABELS.get(name, name), out["latency_s"])
@@ -237,6 +238,38 @@ def families(
     for name, count in sorted(figures.lag.items()):
         lag.add_metric([name], float(count))
     yield lag
+
+
+def _camera_families(cameras: list[Mapping[str, Any]]) -> Iterator[Metric]:
+    """Per camera pulled by this worker (each camera is pulled by one worker at a time)."""
+    fps = GaugeMetricFamily(
+        "gridwatch_camera_fps", "Frames a second read and analysed.", labels=["camera", "stage"]
+    )
+    connected = GaugeMetricFamily(
+        "gridwatch_camera_connected", "1 while the stream is open.", labels=["camera"]
+    )
+    dropped = CounterMetricFamily(
+        "gridwatch_camera_frames_dropped",
+        "Sampled frames replaced before the detectors took them.",
+        labels=["camera"],
+    )
+    reconnects = CounterMetricFamily(
+        "gridwatch_camera_reconnects", "Stream reconnections.", labels=["camera"]
+    )
+    faults = GaugeMetricFamily(
+        "gridwatch_camera_fault", "1 while a camera-health condition is raised.",
+        labels=["camera", "fault"],
+    )  # fmt: skip
+    for cam in cameras:
+        cid = str(cam["camera_id"])
+        fps.add_metric([cid, "in"], float(cam["fps_in"]))
+        fps.add_metric([cid, "analysed"], float(cam["fps_analysed"]))
+        connected.add_metric([cid], 1.0 if cam["connected"] else 0.0)
+        dropped.add_metric([cid], float(cam["frames_dropped"]))
+        reconnects.add_metric([cid], float(cam["reconnects"]))
+        for fault in cam["faults"]:
+            faults.add_metric([cid, str(fault)], 1.0)
+    yield from (fps, connected, dropped, reconnects, faults)
 
 
 class _ScrapeCollector:

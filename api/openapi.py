@@ -121,6 +121,9 @@ _ERROR_NAMES: Final = {
     404: "NotFound",
     409: "Conflict",
     422: "Unprocessable",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    503: "Unavailable",
 }
 _ERROR_TEXT: Final = {
     400: "A parameter or the body is malformed; `reason` says which.",
@@ -130,6 +133,9 @@ _ERROR_TEXT: Final = {
     409: "The action does not apply to the event in its current state (or it moved).",
     422: "The action is incomplete or inconsistent (a reason or an assignee is missing or "
     "invalid, an unknown action).",
+    413: "An upload is larger than its limit; `reason` names the limit.",
+    415: "An upload's content type is not one the endpoint takes.",
+    503: "A service this request needs (the broker) cannot be reached now; try again.",
 }
 
 _ERROR_SCHEMA: Final = {

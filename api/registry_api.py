@@ -12,11 +12,19 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 from aiohttp import web
 from psycopg import sql
 
 from api import openapi as oa
-from api.auth import check_grid_param, grid_ancestors, http_error, principal, respond
+from api.auth import (
+    Principal,
+    check_grid_param,
+    grid_ancestors,
+    http_error,
+    principal,
+    respond,
+)
 from api.context import CONTEXT
 from devices import registry_store
 from devices.grid_geometry import to_geojson
@@ -151,21 +159,30 @@ async def list_devices(request: web.Request) -> web.Response:
     )
 
 
+async def visible_device(
+    conn: psycopg.AsyncConnection[Any], who: Principal, device_id: str
+) -> Device:
+    """The device, if ``who`` may see it (its grid in the scope); else 404, the same answer
+    as for a device the registry does not hold."""
+    device = await registry_store.get_device(conn, device_id)
+    visible = False
+    if device is not None:
+        if device.grid_code is None:
+            visible = who.can_see(None)
+        else:
+            ancestors = await grid_ancestors(conn, device.grid_code)
+            visible = who.can_see(device.grid_code, ancestors or ())
+    if device is None or not visible:
+        raise http_error(404, "not_found", f"no device {device_id!r}")
+    return device
+
+
 async def read_device(request: web.Request) -> web.Response:
     who = principal(request)
     oa.check_params(request, ())
     device_id = request.match_info["id"]
     async with request.app[CONTEXT].pool.connection() as conn:
-        device = await registry_store.get_device(conn, device_id)
-        visible = False
-        if device is not None:
-            if device.grid_code is None:
-                visible = who.can_see(None)
-            else:
-                ancestors = await grid_ancestors(conn, device.grid_code)
-                visible = who.can_see(device.grid_code, ancestors or ())
-        if device is None or not visible:
-            raise http_error(404, "not_found", f"no device {device_id!r}")
+        device = await visible_device(conn, who, device_id)
         rows = await fetch(
             conn,
             _STATE_BY_ID,

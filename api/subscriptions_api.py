@@ -31,7 +31,7 @@ from api import openapi as oa
 from api.auth import Principal, check_grid_param, grid_ancestors, http_error, require, respond
 from api.context import CONTEXT
 from outputs.log_reader import CHANGE_TYPES, SEVERITIES
-from outputs.webhooks import check_secret, new_secret
+from outputs.webhook_signing import check_secret, new_secret
 from storage import tokens
 
 BASE: Final = "/api/v1/subscriptions"

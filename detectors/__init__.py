@@ -21,6 +21,7 @@ from detectors import (  # noqa: F401  (each registers its detectors)
     device_events,
     flapping,
     liveness,
+    patrol,
     threshold_rules,
     trend,
 )

@@ -27,7 +27,9 @@ from devices.messages import DeviceEvent, Reading, StatusChange
 
 Severity: TypeAlias = Literal["red", "orange", "yellow", "blue"]
 """The four warning colours (四色预警), red most severe."""
-Category: TypeAlias = Literal["fire", "electrical", "water", "video", "device"]
+Category: TypeAlias = Literal["fire", "electrical", "water", "video", "device", "patrol", "safety"]
+"""What an event is about: ``patrol`` (a patrol not done in time) and ``safety`` (a matter a
+grid worker reports that no device sees: a dispute, a road hazard, …) come from people."""
 Phase: TypeAlias = Literal["raised", "cleared"]
 
 RAISED: Final = "raised"

@@ -97,6 +97,8 @@ TYPE_DEFAULTS: dict[str, dict[str, Partial]] = {
     },
     # Camera health (unreachable, frozen, covered) is decided by the video workers.
     "camera": {},
+    # A passive tag says nothing by itself: no liveness; its duty is the patrol schedule.
+    "patrol_tag": {"patrol": {}, "battery": {}},
 }
 
 

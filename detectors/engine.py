@@ -95,6 +95,9 @@ class DeviceDetectors:
             d for d in self.detectors if isinstance(d, TickDetector) and d not in special
         )
         self._decoders = {d.key: msgspec.json.Decoder(d.state_type) for d in self.detectors}
+        # Detectors with duties on a calendar (patrols) tick from registration on, whether or
+        # not the device was ever heard from: the caller adopts such devices without a message.
+        self.scheduled = any(getattr(d, "scheduled", False) for d in self.detectors)
 
     @classmethod
     def for_profile(cls, profile: DeviceProfile) -> DeviceDetectors:

@@ -224,6 +224,9 @@ def _device(device_id: str, row: Mapping[str, object]) -> tuple[Device, list[str
     if lat is None and grid_code is None:
         raise FieldError("needs lat/lon (to find its grid) or a grid_code")
     overrides = parse_overrides(fields.json_value(row, "profile"), profile)
+    missing = sorted(profile.required_options - set(overrides.options))
+    if missing:
+        raise FieldError(f"a {type_key} needs profile.{missing[0]} ({profile.description})")
     warnings: list[str] = []
     rtsp: str | None = None
     zones: tuple[FramePolygon, ...] = ()

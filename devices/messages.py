@@ -43,6 +43,7 @@ class RejectReason(StrEnum):
     UNKNOWN_METRIC = "unknown_metric"
     UNKNOWN_EVENT = "unknown_event"
     CODEC_ERROR = "codec_error"
+    RATE_LIMITED = "rate_limited"
 
 
 class RawMessage(msgspec.Struct, frozen=True):

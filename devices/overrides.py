@@ -14,7 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TypeAlias, TypeGuard
+
+from pydantic import TypeAdapter, ValidationError
 
 from devices.codecs import UnknownCodec, get_codec
 from devices.profiles import DeviceProfile
@@ -153,3 +156,31 @@ def _as_positive(value: JsonValue) -> float | None:
 
 def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+_DURATION = TypeAdapter(timedelta)
+
+
+def parse_duration(value: object) -> timedelta | None:
+    """A positive duration: ISO 8601 (``"P1D"``, ``"P1W"``, ``"PT12H"``) or seconds; None when
+    the value is not one."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        found = _DURATION.validate_python(value)
+    except ValidationError:
+        return None
+    return found if found > timedelta(0) else None
+
+
+def positive_duration(value: JsonValue) -> str | None:
+    """A ready-made check for intervals written as durations."""
+    if parse_duration(value) is None:
+        return f"must be a positive duration such as 'P1D', 'P7D' or 'PT12H', got {value!r}"
+    return None
+
+
+# How often a patrol tag's place must be patrolled; the patrol_tag profile requires it
+# (devices/profiles/builtin.py) and the patrol detector reads it (detectors/patrol.py).
+PATROL_INTERVAL = "patrol_interval"
+register_override_key(PATROL_INTERVAL, positive_duration)

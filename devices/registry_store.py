@@ -273,6 +273,14 @@ async def get_device(conn: Connection, device_id: str) -> Device | None:
     return device_from_row(rows[0]) if rows else None
 
 
+async def load_cameras(conn: Connection) -> list[Device]:
+    """The devices with a stream to pull, with their zones and masks."""
+    query = sql.SQL("SELECT {} FROM devices WHERE rtsp_url IS NOT NULL ORDER BY device_id").format(
+        column_list(DEVICE_COLUMNS)
+    )
+    return [device_from_row(row) for row in await fetch(conn, query)]
+
+
 async def load_device_index(conn: Connection) -> dict[str, DeviceEntry]:
     """Every device as the ingest path needs it in memory, keyed by device id."""
     query = sql.SQL("SELECT {} FROM devices").format(column_list(ENTRY_COLUMNS))

@@ -14,7 +14,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +34,7 @@ from alerts.correlation import CorrelationConfig
 from alerts.safety_index import SafetyIndexWeights
 from alerts.severity import SeverityRules
 from alerts.workflow import WorkflowConfig
+from detectors.video.pipeline import VideoConfig
 
 ENV_PREFIX = "GRIDWATCH_"
 
@@ -74,6 +83,11 @@ class MqttConfig(Section):
     reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay (with jitter).")
     max_payload_bytes: int = Field(
         65536, ge=256, description="Larger payloads are dead-lettered as oversize."
+    )
+    tls_ca_file: Path | None = Field(
+        None,
+        description="CA certificate(s) (PEM) that sign the broker's certificate, for "
+        "mqtts://. Unset: the system's trusted CAs.",
     )
 
     @field_validator("url")
@@ -134,6 +148,22 @@ class IngestConfig(Section):
     )
     registry_refresh_s: float = Field(
         60.0, gt=0, description="Registry reload interval (also reloaded on NOTIFY)."
+    )
+    max_topic_bytes: int = Field(
+        256,
+        ge=32,
+        le=65535,
+        description="Longer topics are dead-lettered as bad_topic (kept cut to this length).",
+    )
+    device_rate_per_s: float = Field(
+        1.0,
+        gt=0,
+        description="Messages per second one device may send on average, measured on its own "
+        "timestamps (so a backlog it or the broker sends after an outage is not cut). Excess "
+        "is dropped and counted as rate_limited, with one dead-letter sample a minute.",
+    )
+    device_burst: int = Field(
+        300, ge=1, description="Messages one device may send at once above its rate."
     )
 
 
@@ -207,6 +237,134 @@ class OutputsConfig(Section):
     )
 
 
+class VideoSection(Section):
+    """Cameras: how streams are pulled, shared between workers, and analysed.
+
+    Every worker pulls a fair share of the registry's cameras, each camera by one worker at a
+    time (a PostgreSQL advisory lock per camera, released when a worker dies); the video
+    detectors' keys are in docs/detectors.md and set under ``[video.detectors]``.
+    """
+
+    enabled: bool = Field(
+        True, description="Pull the registry's cameras (devices with an rtsp_url)."
+    )
+    sample_fps: float = Field(
+        5.0, ge=0, description="Frames a second analysed per camera; 0 = all."
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects.")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality of latest frames.")
+    snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of evidence.")
+    opencv_threads: int = Field(
+        1, ge=0,
+        description="OpenCV's own worker threads for the detectors' image work (0: one per "
+        "core). Cameras already run side by side; 1 avoids thread hand-offs per frame.",
+    )  # fmt: skip
+    snapshot_retention_days: int = Field(
+        30, ge=1, description="Snapshots older than this go, unless their event is still open."
+    )
+    max_cameras: int = Field(
+        0, ge=0, description="Most cameras one worker pulls; 0 = a fair share of the live workers."
+    )
+    lease_s: float = Field(
+        10.0, gt=0, description="How often a worker claims, balances and reports its cameras."
+    )
+    preview_width: int = Field(
+        640, ge=80, le=1920,
+        description="Width of the latest frame kept in the database for other workers' API.",
+    )  # fmt: skip
+    detectors: VideoConfig = Field(
+        default_factory=VideoConfig, description="Motion, zones and camera-health settings."
+    )
+
+
+class BrokerConfig(Section):
+    """Who may use the broker: per-device credentials and an ACL made from the registry by
+    ``gridwatch broker config``, and a TLS listener for the embedded broker."""
+
+    auth: bool = Field(
+        False,
+        description="Embedded broker: refuse anonymous clients and use the password file and "
+        "ACL written by `gridwatch broker config` (run it first); gridwatch connects as "
+        "service_username.",
+    )
+    service_username: str = Field(
+        "gridwatch",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="gridwatch's own broker account (reads uplinks, publishes events and "
+        "its status). Must not be a device id.",
+    )
+    files_dir: Path | None = Field(
+        None,
+        description="Where `gridwatch broker config` writes passwd, acl, mosquitto.conf and "
+        "the service account's password. Unset: <data_dir>/broker.",
+    )
+    tls_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Embedded broker: also listen for mqtts:// on this port, on "
+        "embedded.mqtt_host (needs tls_cert and tls_key).",
+    )
+    tls_cert: Path | None = Field(None, description="Broker certificate chain (PEM) for TLS.")
+    tls_key: Path | None = Field(None, description="Private key (PEM) of tls_cert.")
+
+    @model_validator(mode="after")
+    def _tls_needs_cert_and_key(self) -> BrokerConfig:
+        if self.tls_port is not None and (self.tls_cert is None or self.tls_key is None):
+            raise ValueError("tls_port needs tls_cert and tls_key")
+        return self
+
+    def files(self, data_dir: Path) -> Path:
+        return (self.files_dir or Path(data_dir) / "broker").resolve()
+
+
+MIB = 1024 * 1024
+
+
+class FieldConfig(Section):
+    """The grid worker's side: field reports with photos and videos, patrol check-ins over
+    HTTP, and the response resources listed on fire and electrical events."""
+
+    max_photo_bytes: int = Field(
+        10 * MIB, ge=1024, description="Largest photo a field report may carry (bytes)."
+    )
+    max_video_bytes: int = Field(
+        50 * MIB, ge=1024, description="Largest video a field report may carry (bytes)."
+    )
+    max_files: int = Field(6, ge=0, le=50, description="Most photos and videos in one report.")
+    photo_types: frozenset[str] = Field(
+        frozenset({"image/jpeg", "image/png", "image/webp"}),
+        description="Content types accepted as photos (checked against the bytes).",
+    )
+    video_types: frozenset[str] = Field(
+        frozenset({"video/mp4"}), description="Content types accepted as videos."
+    )
+    max_description_chars: int = Field(
+        2000, ge=1, description="Longest description of a field report."
+    )
+    concurrent_uploads: int = Field(
+        2,
+        ge=1,
+        description="Field reports read at once; more wait. Bounds the memory uploads take "
+        "(each up to max_files × the larger size limit).",
+    )
+    site_radius_m: float = Field(
+        50.0,
+        ge=0,
+        description="A report without a site takes the site of the nearest registered device "
+        "within this distance of its location, so it joins that site's events.",
+    )
+    nearest_per_kind: int = Field(
+        2, ge=0, le=20, description="Resources of each kind listed on a fire or electrical event."
+    )
+    nearest_within_m: float = Field(
+        10000.0, gt=0, description="Resources farther than this from the event are not listed."
+    )
+    checkin_timeout_s: float = Field(
+        10.0, gt=0, description="How long a check-in given over HTTP waits for the broker."
+    )
+
+
 class HttpConfig(Section):
     """The HTTP server (health, API, console)."""
 
@@ -257,6 +415,9 @@ class Settings(BaseSettings):
     ingest: IngestConfig = Field(default_factory=IngestConfig)  # type: ignore[arg-type]
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # type: ignore[arg-type]
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)  # type: ignore[arg-type]
+    broker: BrokerConfig = Field(default_factory=BrokerConfig)  # type: ignore[arg-type]
+    video: VideoSection = Field(default_factory=VideoSection)  # type: ignore[arg-type]
+    field: FieldConfig = Field(default_factory=FieldConfig)  # type: ignore[arg-type]
     http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
     log: LogConfig = Field(default_factory=LogConfig)  # type: ignore[arg-type]
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from gridwatch.broker_files import EmbeddedAuth, embedded_state_dir, stage_embedded
 from gridwatch.config import Settings
 from gridwatch.embedded.mosquitto import MosquittoBroker
 from gridwatch.embedded.postgres import PostgresCluster
@@ -24,10 +25,16 @@ class Endpoints:
 
 
 def embedded_broker(settings: Settings) -> MosquittoBroker:
+    access = EmbeddedAuth(None, None, "")
+    if settings.broker.auth or settings.broker.tls_port is not None:
+        access = stage_embedded(settings)
     return MosquittoBroker(
-        settings.data_dir.resolve() / "mosquitto",
+        embedded_state_dir(settings),
         host=settings.embedded.mqtt_host,
         port=settings.embedded.mqtt_port,
+        password_file=access.password_file,
+        acl_file=access.acl_file,
+        extra_conf=access.extra_conf,
     )
 
 

@@ -9,6 +9,7 @@ reason 16 (no matching subscribers) is success; 135 (not authorised) is counted 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from types import TracebackType
 
 import paho.mqtt.client as mqtt
@@ -31,15 +32,15 @@ class BoundedPublisher:
         username: str | None = None,
         password: str | None = None,
         protocol: int = mqtt.MQTTv5,
+        ca_file: Path | None = None,
     ) -> None:
-        self.endpoint = MqttEndpoint.from_url(url)
+        self.endpoint = MqttEndpoint.from_url(url, ca_file=ca_file)
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol
         )
         if username is not None:
             self.client.username_pw_set(username, password)
-        if self.endpoint.tls:
-            self.client.tls_set()
+        self.endpoint.secure(self.client)
         self.client.max_inflight_messages_set(inflight)
         self.client.max_queued_messages_set(0)
         self._window = threading.BoundedSemaphore(inflight)

@@ -13,8 +13,9 @@ import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import cv2
 import psycopg
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
@@ -25,16 +26,25 @@ from alerts.incidents import AlertRules, AlertStage
 from alerts.safety_index import compute_daily
 from api.context import ApiContext
 from api.http import make_app
+from detectors.base import Hit
+from devices.messages import RejectReason
+from devices.registry_store import load_cameras
+from gridwatch.broker_files import service_credentials
 from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
+from ingest.camera_capture import CaptureSettings
+from ingest.camera_supervisor import CameraSupervisor
 from ingest.detection_stage import DetectionStage, HitSink
 from ingest.known_devices import REGISTRY_CHANNEL, load_device_contexts, load_known_devices
 from ingest.mqtt_source import MqttEndpoint, MqttSource
 from ingest.pipeline import IngestPipeline, StoredHook
+from ingest.rate_limit import DeviceRateLimiter, RateLimitStage
 from ingest.topics import UplinkTopics
 from ingest.validate import Limits, Validator
+from ingest.video_stage import VideoStage
 from outputs.mqtt_feed import MqttFeed
 from outputs.webhooks import WebhookDispatcher
+from storage.media import MediaStore
 from storage.migrate import migrate
 from storage.timeseries import maintain
 from storage.tokens import ensure_admin_token
@@ -64,6 +74,9 @@ class Service:
         self.feed: MqttFeed | None = None
         self.webhooks: WebhookDispatcher | None = None
         self.pool: AsyncConnectionPool | None = None
+        self.video: VideoStage | None = None
+        self.media = MediaStore(settings.data_dir.resolve() / "media")
+        self.cameras: CameraSupervisor | None = None
         # Printed once, on the first start (also kept in <data dir>/admin-token, mode 0600).
         self.admin_token: str | None = None
         self._stop = asyncio.Event()
@@ -87,10 +100,32 @@ class Service:
         if self.webhooks is not None:
             components["webhooks"] = self.webhooks.healthy
             outputs["webhooks"] = self.webhooks.stats.snapshot()
+        cameras: dict[str, object] = {}
+        if self.cameras is not None:
+            components["cameras"] = self.cameras.healthy()
+            cameras = {
+                "pulled": sorted(self.cameras.held()),
+                "registered": len(self.cameras.cameras),
+                "video_hits": self.video.hits if self.video else 0,
+                "snapshots": self.video.snapshots if self.video else 0,
+                "per_camera": [
+                    {
+                        "camera_id": st.camera_id,
+                        "connected": st.connected,
+                        "fps_in": st.fps_in,
+                        "fps_analysed": st.fps_analysed,
+                        "frames_dropped": st.frames_dropped,
+                        "reconnects": st.reconnects,
+                        "faults": sorted(self.video.faults(st.camera_id)) if self.video else [],
+                    }
+                    for st in self.cameras.fleet.stats()
+                ],
+            }
         return {
             "uptime_s": round(time.time() - self.started_at, 1),
             "components": components,
             "outputs": outputs,
+            "cameras": cameras,
             "ingest": pipeline.stats.snapshot() if pipeline else {},
             "queues": {
                 "mqtt_pending": source.pending() if source else 0,
@@ -131,15 +166,16 @@ class Service:
                 max_payload_bytes=settings.mqtt.max_payload_bytes,
                 max_future_skew_s=settings.ingest.max_future_skew_s,
                 oldest_accepted_s=settings.db.readings_retention_days * 86400.0,
+                max_topic_bytes=settings.ingest.max_topic_bytes,
             ),
         )
-        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
+        username, password = service_credentials(settings)
         self.source = MqttSource(
-            MqttEndpoint.from_url(self.endpoints.mqtt_url),
+            MqttEndpoint.from_url(self.endpoints.mqtt_url, ca_file=settings.mqtt.tls_ca_file),
             client_id=settings.mqtt.client_id,
             subscription=self.topics.subscription(settings.mqtt.shared_group),
             status_topic=self.topics.service_status(settings.mqtt.client_id),
-            username=settings.mqtt.username,
+            username=username,
             password=password,
             keepalive_s=settings.mqtt.keepalive_s,
             session_expiry_s=settings.mqtt.session_expiry_s,
@@ -167,8 +203,78 @@ class Service:
         self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
         self.pipeline.stages = [self.detection, self.alerts]
+        self._limit_device_rates()
+        if settings.video.enabled:
+            self._prepare_video()
         async with contextlib.AsyncExitStack() as stack:
             await self._serve(stack, on_ready)
+
+    def _prepare_video(self) -> None:
+        """Camera frames → video detectors → the same alert stage, between ingest batches."""
+        v, alerts = self.settings.video, self.alerts
+        assert alerts is not None and self.pipeline is not None
+        if v.opencv_threads:
+            cv2.setNumThreads(v.opencv_threads)
+        self.video = VideoStage(
+            alerts.on_hits,
+            config=v.detectors,
+            save_snapshot=self._save_snapshot,
+            link_snapshots=self.media.attach_cited,
+            snapshot_quality=v.snapshot_quality,
+            on_committed=alerts.committed,
+            on_rolled_back=alerts.rolled_back,
+        )
+        self.pipeline.stages.append(self.video)
+        capture = CaptureSettings(
+            sample_fps=v.sample_fps,
+            # the grace after which a camera with no frame is a camera_fault
+            no_frame_after_s=v.detectors.health.unreachable_after_s,
+            reconnect_max_s=v.reconnect_max_s,
+            jpeg_quality=v.jpeg_quality,
+        )
+        self.cameras = CameraSupervisor(
+            self.endpoints.db_conninfo,
+            self.video,
+            capture,
+            worker=self.settings.mqtt.client_id,
+            lease_s=v.lease_s,
+            max_cameras=v.max_cameras,
+            preview_width=v.preview_width,
+        )
+
+    async def _save_snapshot(
+        self, conn: psycopg.AsyncConnection, jpeg: bytes, hit: Hit
+    ) -> dict[str, object]:
+        """Store the frame behind a video hit as evidence; returns what the evidence cites."""
+        context = self.device_contexts.get(hit.device_id)
+        item = await self.media.save(
+            conn,
+            jpeg,
+            content_type="image/jpeg",
+            kind="snapshot",
+            device_id=hit.device_id,
+            grid_code=context.grid_code if context else None,
+            taken_at=datetime.fromtimestamp(hit.ts, UTC),
+        )
+        return dict(item.evidence())
+
+    async def _camera_jpeg(self, camera_id: str) -> bytes | None:
+        cameras = self.cameras
+        if cameras is None or camera_id not in cameras.held():
+            return None
+        return await asyncio.to_thread(cameras.fleet.latest_jpeg, camera_id)
+
+    def _limit_device_rates(self) -> None:
+        """Drop what a device sends beyond its rate (ingest/rate_limit.py), counted."""
+        assert self.pipeline is not None
+        pipeline, i = self.pipeline, self.settings.ingest
+        limiter = DeviceRateLimiter(i.device_rate_per_s, i.device_burst)
+        pipeline.limiter = limiter
+
+        def counted(n: int) -> None:
+            pipeline.stats.rejected[RejectReason.RATE_LIMITED.value] += n
+
+        pipeline.stages.append(RateLimitStage(limiter, counted))
 
     async def _serve(
         self,
@@ -191,6 +297,9 @@ class Service:
         self.admin_token = await ensure_admin_token(self.pool, settings.data_dir.resolve())
         context = ApiContext(self.pool, settings, self.health)
         context.on_event_changed.append(self._event_changed_by_api)
+        context.camera_jpeg = self._camera_jpeg
+        context.media = self.media
+        context.mqtt_url = self.endpoints.mqtt_url
         runner = web.AppRunner(make_app(context), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
@@ -204,6 +313,8 @@ class Service:
             asyncio.create_task(self._maintenance(), name="maintenance"),
             *workers,
         ]
+        if self.cameras is not None:
+            background.append(asyncio.create_task(self.cameras.run(), name="cameras"))
         stack.push_async_callback(_cancel, background)
         self.source.start(asyncio.get_running_loop())
         stack.push_async_callback(asyncio.to_thread, self.source.stop)
@@ -236,15 +347,16 @@ class Service:
     def _start_outputs(self) -> list[asyncio.Task[None]]:
         """The downstream MQTT feed and webhook delivery, each in its own supervised task."""
         o, m = self.settings.outputs, self.settings.mqtt
-        password = m.password.get_secret_value() if m.password else None
+        username, password = service_credentials(self.settings)
         if o.feed_enabled:
             self.feed = MqttFeed(
                 self.endpoints.db_conninfo,
                 self.endpoints.mqtt_url,
                 client_id=o.feed_client_id or f"{m.client_id}-feed",
                 topic_root=m.topic_root,
-                username=m.username,
+                username=username,
                 password=password,
+                tls_ca_file=m.tls_ca_file,
                 keepalive_s=m.keepalive_s,
                 inflight=o.feed_inflight,
                 batch=o.feed_batch,
@@ -278,6 +390,8 @@ class Service:
         async with await self.connect_db() as conn:
             known = await load_known_devices(conn)
             self.device_contexts = await load_device_contexts(conn)
+            if self.cameras is not None:
+                self.cameras.set_cameras(await load_cameras(conn))
         if self.validator is not None:
             self.validator.devices = known
         log.info("registry reloaded", extra={"devices": len(known)})
@@ -330,6 +444,9 @@ class Service:
                         " WHERE received_at < now() - make_interval(days => %s)",
                         (s.dead_letter_retention_days,),
                     )
+                    await conn.commit()
+                    keep = timedelta(days=self.settings.video.snapshot_retention_days)
+                    await self.media.expire(conn, "snapshot", datetime.now(UTC) - keep)
             except psycopg.Error as exc:
                 log.warning("maintenance skipped: %s", exc)
 

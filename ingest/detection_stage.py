@@ -18,6 +18,7 @@ from typing import Protocol
 import psycopg
 
 from detectors.base import Hit
+from detectors.config import DetectorConfigError
 from detectors.runtime import DetectionRuntime, Pass
 from devices.messages import Accepted
 from devices.profiles import DeviceProfile
@@ -60,6 +61,7 @@ class DetectionStage:
         self._dirty: set[str] = set()
         self._last_tick = 0.0
         self._last_checkpoint = clock()
+        self._scheduled_from: Mapping[str, KnownDevice] | None = None
         self.hits = 0
 
     def _profiles(self, device_ids: set[str]) -> dict[str, DeviceProfile]:
@@ -95,6 +97,26 @@ class DetectionStage:
                 await sink(conn, done.hits, now)
         self._pending.append(done)
 
+    async def _adopt_scheduled(self, conn: psycopg.AsyncConnection, now: float) -> None:
+        """Devices with a duty on a calendar (patrol tags) are ticked from registration on,
+        heard from or not: take them over whenever the registry (re)loads."""
+        known = self._known()
+        if known is self._scheduled_from:
+            return
+        waiting: dict[str, DeviceProfile] = {}
+        for device_id, device in known.items():
+            if device_id in self.runtime.states:
+                continue
+            try:
+                scheduled = self.runtime.engine(device.profile).scheduled
+            except DetectorConfigError as exc:  # its messages would fail the same way
+                log.error("detectors not built: %s", exc, extra={"device_id": device_id})
+                continue
+            if scheduled:
+                waiting[device_id] = device.profile
+        await self._adopt(conn, waiting, now)
+        self._scheduled_from = known
+
     async def in_transaction(self, conn: psycopg.AsyncConnection, fresh: list[Accepted]) -> None:
         now = self._clock()
         profiles = self._profiles({m.device_id for m in fresh})
@@ -115,9 +137,10 @@ class DetectionStage:
         """Ticks (hold timers, liveness, flapping) and the bulk checkpoint of states."""
         if now - self._last_tick >= self.tick_s:
             self._last_tick = now
-            profiles = self._profiles(set(self.runtime.states))
             try:
                 async with conn.transaction():
+                    await self._adopt_scheduled(conn, now)
+                    profiles = self._profiles(set(self.runtime.states))
                     await self._apply(conn, self.runtime.tick(profiles, now), profiles, now)
             except BaseException:
                 self.rolled_back()

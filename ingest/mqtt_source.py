@@ -20,6 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -47,12 +48,19 @@ class MqttEndpoint:
     host: str
     port: int
     tls: bool
+    ca_file: Path | None = None  # for mqtts://: the CA that signs the broker; None: system CAs
 
     @classmethod
-    def from_url(cls, url: str) -> MqttEndpoint:
+    def from_url(cls, url: str, ca_file: Path | None = None) -> MqttEndpoint:
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
-        return cls(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883), tls)
+        port = parts.port or (8883 if tls else 1883)
+        return cls(parts.hostname or "127.0.0.1", port, tls, ca_file)
+
+    def secure(self, client: mqtt.Client) -> None:
+        """Turn on TLS for an mqtts:// endpoint (the broker's certificate is verified)."""
+        if self.tls:
+            client.tls_set(ca_certs=str(self.ca_file) if self.ca_file else None)
 
 
 class MqttAuthError(RuntimeError):
@@ -170,8 +178,7 @@ class MqttSource:
         username, password = self._credentials
         if username is not None:
             client.username_pw_set(username, password)
-        if self.endpoint.tls:
-            client.tls_set()
+        self.endpoint.secure(client)
         client.will_set(self.status_topic, b"offline", qos=1, retain=True)
         client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect

@@ -22,6 +22,7 @@ from ingest.backoff import Backoff
 from ingest.dedup import SeqDeduper
 from ingest.detection_stage import Stage
 from ingest.mqtt_source import Delivery, MqttSource
+from ingest.rate_limit import DeviceRateLimiter
 from ingest.validate import Validator
 from storage.ingest_writer import IngestBatch, IngestWriter
 
@@ -56,7 +57,12 @@ class IngestStats:
         }
 
 
-def classify(deliveries: list[Delivery], validator: Validator, deduper: SeqDeduper) -> IngestBatch:
+def classify(
+    deliveries: list[Delivery],
+    validator: Validator,
+    deduper: SeqDeduper,
+    limiter: DeviceRateLimiter | None = None,
+) -> IngestBatch:
     batch = IngestBatch()
     for delivery in deliveries:
         result = validator.check(delivery.message)
@@ -65,6 +71,10 @@ def classify(deliveries: list[Delivery], validator: Validator, deduper: SeqDedup
             continue
         if not isinstance(result, StatusChange) and deduper.is_repeat(result.device_id, result.seq):
             batch.duplicates += 1
+            continue
+        if limiter is not None and (dropped := limiter.admit(result, delivery.message)):
+            if isinstance(dropped, Rejection):
+                batch.rejections.append(dropped)  # one sample; the rest are only counted
             continue
         if isinstance(result, Reading):
             batch.readings.append(result)
@@ -95,6 +105,7 @@ class IngestPipeline:
         self._connect = connect
         self.batch_max = batch_max
         self.deduper = SeqDeduper(dedup_window)
+        self.limiter: DeviceRateLimiter | None = None  # per-device rate limit, when set
         self.stats = IngestStats()
         self.listeners: list[StoredHook] = []
         self._queue: asyncio.Queue[tuple[list[Delivery], IngestBatch] | None] = asyncio.Queue(
@@ -140,7 +151,7 @@ class IngestPipeline:
                 if not self.stats.received:
                     self.stats.first_received_at = time.time()
                 self.stats.received += len(deliveries)
-                batch = classify(deliveries, self.validator, self.deduper)
+                batch = classify(deliveries, self.validator, self.deduper, self.limiter)
                 await self._queue.put((deliveries, batch))
         finally:
             stopping.cancel()

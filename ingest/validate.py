@@ -40,6 +40,7 @@ class Limits:
     max_payload_bytes: int
     max_future_skew_s: float
     oldest_accepted_s: float  # seconds before now; older data has no partition to go to
+    max_topic_bytes: int = 256  # longer topics are kept cut to this in the dead letters
 
 
 class Validator:
@@ -54,6 +55,13 @@ class Validator:
         def reject(reason: RejectReason, detail: str, device_id: str | None = None) -> Rejection:
             return Rejection(raw.topic, device_id, raw.payload, reason, detail, raw.received_at)
 
+        limit = self.limits.max_topic_bytes
+        if len(raw.topic) * 4 > limit and len(encoded := raw.topic.encode()) > limit:
+            return Rejection(
+                encoded[:limit].decode(errors="ignore"), None, raw.payload,
+                RejectReason.BAD_TOPIC, f"topic of {len(encoded)} bytes > {limit}",
+                raw.received_at,
+            )  # fmt: skip
         parsed = self.topics.parse(raw.topic)
         if parsed is None:
             return reject(RejectReason.BAD_TOPIC, f"not an uplink topic: {raw.topic[:200]!r}")

@@ -33,6 +33,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -97,8 +98,7 @@ class MqttLink:
         )
         if username is not None:
             self._client.username_pw_set(username, password)
-        if endpoint.tls:
-            self._client.tls_set()
+        endpoint.secure(self._client)
         self._client.max_inflight_messages_set(inflight)
         self._client.max_queued_messages_set(0)
         self._client.reconnect_delay_set(3600, 3600)  # never reconnect by itself
@@ -260,9 +260,10 @@ class MqttFeed:
         reconnect_min_s: float = 0.5,
         reconnect_max_s: float = 30.0,
         strict_xmin: bool = True,
+        tls_ca_file: Path | None = None,
     ) -> None:
         self.conninfo = conninfo
-        self.endpoint = MqttEndpoint.from_url(mqtt_url)
+        self.endpoint = MqttEndpoint.from_url(mqtt_url, ca_file=tls_ca_file)
         self.client_id = client_id
         self.topic_root = topic_root
         self._credentials = (username, password)

@@ -29,16 +29,12 @@ commit repeats that one request (same ``webhook-id``: receivers de-duplicate on 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
-import secrets
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import aiohttp
 import psycopg
@@ -48,9 +44,18 @@ from standardwebhooks import Webhook
 
 from ingest.backoff import Backoff
 from outputs import LatencyHistogram, supervise
-from outputs.cloudevents import CONTENT_TYPE, envelope, message_id, subscription_disabled
+from outputs.cloudevents import envelope, message_id, subscription_disabled
 from outputs.log_reader import ROW_COLUMNS, ChangeListener, EventFilter, LogReader, LogRow
 from outputs.mqtt_feed import load_cursor
+from outputs.webhook_policy import (
+    Outcome,
+    Subscription,
+    fan_out_pairs,
+    optional_set,
+    retry_after_s,
+    retry_delay,
+)
+from outputs.webhook_signing import sign_headers
 from storage.events import EVENTS_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -58,8 +63,6 @@ log = logging.getLogger(__name__)
 CURSOR = "webhook_fanout"
 OUTBOX_CHANNEL = "gridwatch_webhooks"
 """NOTIFY channel: something was queued for delivery (at commit of a fan-out)."""
-SECRET_PREFIX = "whsec_"
-USER_AGENT = "gridwatch-webhooks/1"
 _HEAD = 20  # outbox rows read at a time for one subscription
 # Queue (subscription, seq) pairs and move the fan-out cursor from %(old)s to %(new)s, in
 # one statement; nothing happens unless the cursor is still at %(old)s. Two workers that
@@ -80,87 +83,6 @@ _OUTBOX_HEAD = sql.SQL(
     "SELECT o.seq, o.attempts, {} FROM webhook_outbox o LEFT JOIN event_log l ON l.seq = o.seq"
     " WHERE o.subscription_id = %s ORDER BY o.seq LIMIT %s"
 ).format(ROW_COLUMNS)
-
-
-def new_secret() -> str:
-    """A Standard Webhooks secret: ``whsec_`` + base64 of 32 random bytes."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def check_secret(secret: str) -> str:
-    """The secret if it is ``whsec_`` + base64 of 24–64 bytes; ValueError otherwise."""
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"a secret starts with {SECRET_PREFIX!r}")
-    try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-    except ValueError:
-        raise ValueError("a secret is whsec_ followed by base64") from None
-    if not 24 <= len(key) <= 64:
-        raise ValueError("a secret's key must be 24 to 64 bytes")
-    return secret
-
-
-def sign_headers(signer: Webhook, msg_id: str, at: datetime, body: bytes) -> dict[str, str]:
-    """The Standard Webhooks headers (plus content type) for one attempt."""
-    return {
-        "content-type": CONTENT_TYPE,
-        "user-agent": USER_AGENT,
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": signer.sign(msg_id, at, body.decode()),
-    }
-
-
-def retry_delay(failures: int, minimum: float, maximum: float, rng: random.Random) -> float:
-    """Full-jitter exponential delay after ``failures`` consecutive failures (≥ 1)."""
-    attempt = min(max(0, failures - 1), 60)  # 2**60 × minimum is past any maximum
-    return Backoff(minimum, maximum, attempt=attempt, rng=rng).next_delay()
-
-
-def retry_after_s(value: str | None, now: datetime) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """What fan-out needs of a subscription."""
-
-    id: int
-    start_seq: int
-    filter: EventFilter
-
-    def wants(self, row: LogRow) -> bool:
-        return row.seq > self.start_seq and self.filter.matches(row)
-
-
-def _set(values: Sequence[str] | None) -> frozenset[str] | None:
-    return frozenset(values) if values is not None else None
-
-
-def fan_out_pairs(rows: Sequence[LogRow], subs: Sequence[Subscription]) -> list[tuple[int, int]]:
-    """``(subscription id, seq)`` for every change each subscription wants (pure)."""
-    return [(s.id, row.seq) for row in rows for s in subs if s.wants(row)]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    delivered: bool
-    status: int | None
-    error: str | None
-    duration_ms: float
-    retry_after_s: float | None = None
 
 
 @dataclass(slots=True)
@@ -644,7 +566,7 @@ async def _enabled_subscriptions(conn: psycopg.AsyncConnection) -> list[Subscrip
         Subscription(
             id=sid,
             start_seq=start,
-            filter=EventFilter(grid, _set(sev), _set(cat), _set(chg)),
+            filter=EventFilter(grid, optional_set(sev), optional_set(cat), optional_set(chg)),
         )
         for sid, start, grid, sev, cat, chg in await cur.fetchall()
     ]

@@ -24,7 +24,9 @@ import shapely
 from shapely.geometry import Polygon
 
 from devices.registry import Device, Grid, GridLevel, Member, MemberRole
-from simulators import names
+from devices.resources import Resource
+from simulators import county_field, names
+from simulators.scenes import DEMO_ZONE, OSD_MASK
 from simulators.tiling import JitteredLattice, Layout, metres_to_degrees
 
 _COUNTY_CODE = re.compile(r"[0-9]{6}")
@@ -51,6 +53,11 @@ DEVICE_KINDS: tuple[DeviceKind, ...] = (
     DeviceKind("water_pressure_sensor", "WP", "消防水压监测", 430 / 1089),
 )
 CAMERA = DeviceKind("camera", "CAM", "视频监控", 0.0)
+# Placed at the sites after every other device (simulators.county_field): 4,064 in 1,089 grids.
+PATROL_TAG = DeviceKind(
+    county_field.TAG_TYPE, county_field.TAG_PREFIX, county_field.TAG_LABEL,
+    county_field.TAGS_PER_GRID,
+)  # fmt: skip
 
 
 class CountySpecError(ValueError):
@@ -109,6 +116,7 @@ class County:
     spec: CountySpec
     grids: tuple[Grid, ...]
     devices: tuple[Device, ...]
+    resources: tuple[Resource, ...] = ()  # micro fire stations, hydrants, duty teams
 
     def at_level(self, level: GridLevel) -> tuple[Grid, ...]:
         return tuple(g for g in self.grids if g.level is level)
@@ -125,6 +133,8 @@ class County:
             "sites": len({d.site for d in self.devices}),
             "devices": len(self.devices),
             **{kind.type_key: types[kind.type_key] for kind in (*DEVICE_KINDS, CAMERA)},
+            PATROL_TAG.type_key: types[PATROL_TAG.type_key],
+            **Counter(r.kind.value for r in self.resources),
         }
 
 
@@ -185,7 +195,11 @@ def generate_county(spec: CountySpec | None = None) -> County:
                 )
                 tree.address_of[grid_code] = f"{spec.name}{town_name}{village_name}"
     devices = _Placer(spec, rng, tree).place()
-    return County(spec, tuple(tree.grids), tuple(devices))
+    # patrol tags and resources draw from their own random streams: the devices above stay
+    # what they were for a seed
+    devices += county_field.patrol_tags(tree.grids, devices, seed=spec.seed, density=spec.density)
+    resources = county_field.resources(tree.grids, devices, seed=spec.seed)
+    return County(spec, tuple(tree.grids), tuple(devices), tuple(resources))
 
 
 @dataclass
@@ -288,6 +302,8 @@ class _Placer:
                 name=f"{site.label}{CAMERA.label}",
                 lat=lat, lon=lon, address=site.address, site=site.key, grid_code=grid.code,
                 rtsp_url=f"rtsp://127.0.0.1:8554/cam-{n:03d}",
+                # the simulated cameras' scenes (simulators.scenes.demo) watch this zone
+                zones=(DEMO_ZONE,), masks=(OSD_MASK,),
             ))
         return cameras
 
@@ -344,6 +360,7 @@ def expected_total(kind: DeviceKind, grids: int, density: float = 1.0) -> int:
 __all__ = [
     "CAMERA",
     "DEVICE_KINDS",
+    "PATROL_TAG",
     "County",
     "CountySpec",
     "CountySpecError",

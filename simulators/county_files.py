@@ -2,8 +2,10 @@
 
 ``grids.geojson`` is a FeatureCollection with ``code``, ``name``, ``level``, ``parent`` and
 ``members`` per feature (geometry on basic grids only: the levels above are the union of
-their children); ``devices.csv`` / ``devices.jsonl`` carry one device a row. Both are what
-``gridwatch grids import`` and ``gridwatch devices import`` read.
+their children); ``devices.csv`` / ``devices.jsonl`` carry one device a row (a patrol tag's
+``profile`` gives its ``patrol_interval``); ``resources.csv`` the micro fire stations,
+hydrants and duty teams. They are what ``gridwatch grids import``, ``gridwatch devices
+import`` and ``gridwatch resources import`` read.
 """
 
 from __future__ import annotations
@@ -17,20 +19,28 @@ import orjson
 
 from devices.grid_geometry import to_geojson
 from devices.registry import Device, Grid
+from devices.resources import Resource
 from simulators.county import County
 
 GRIDS_FILE = "grids.geojson"
 DEVICES_CSV = "devices.csv"
 DEVICES_JSONL = "devices.jsonl"
+RESOURCES_CSV = "resources.csv"
 DEVICE_COLUMNS = (
     "device_id", "type", "name", "lat", "lon", "address", "site", "grid_code", "rtsp_url",
-)
+    "profile",
+)  # fmt: skip
+RESOURCE_COLUMNS = (
+    "resource_id", "kind", "name", "lat", "lon", "address", "grid_code", "contact", "phone",
+    "sensor_id", "detail",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
 class CountyFiles:
     grids: Path
     devices: tuple[Path, ...]
+    resources: Path | None = None
 
 
 def grid_feature(grid: Grid) -> dict[str, object]:
@@ -64,8 +74,25 @@ def device_row(device: Device) -> dict[str, object]:
         "site": device.site,
         "grid_code": device.grid_code,
         "rtsp_url": device.rtsp_url,
+        "profile": _profile(device),
     }
     return {k: v for k, v in row.items() if v not in (None, "")}
+
+
+def _profile(device: Device) -> str:
+    """A device's profile overrides as JSON text (a patrol tag's interval); '' for none."""
+    overrides = device.profile.to_json()
+    return orjson.dumps(overrides).decode() if overrides else ""
+
+
+def write_resources_csv(resources: Iterable[Resource], path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, RESOURCE_COLUMNS)
+        writer.writeheader()
+        for r in resources:
+            row = r.to_json()
+            row["detail"] = orjson.dumps(row["detail"]).decode() if row["detail"] else ""
+            writer.writerow({k: v for k, v in row.items() if v is not None})
 
 
 def write_devices_csv(devices: Iterable[Device], path: Path) -> None:
@@ -102,7 +129,9 @@ def write_county(
         name, writer = _WRITERS[fmt]
         writer(county.devices, out_dir / name)
         written.append(out_dir / name)
-    return CountyFiles(grids, tuple(written))
+    resources = out_dir / RESOURCES_CSV
+    write_resources_csv(county.resources, resources)
+    return CountyFiles(grids, tuple(written), resources)
 
 
 def find_county_files(directory: Path) -> CountyFiles:
@@ -111,4 +140,5 @@ def find_county_files(directory: Path) -> CountyFiles:
     found = tuple(p for p in (directory / DEVICES_CSV, directory / DEVICES_JSONL) if p.is_file())
     if not found:
         raise FileNotFoundError(f"no {DEVICES_CSV} or {DEVICES_JSONL} in {directory}")
-    return CountyFiles(grids, found)
+    resources = directory / RESOURCES_CSV
+    return CountyFiles(grids, found, resources if resources.is_file() else None)

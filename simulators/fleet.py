@@ -4,13 +4,16 @@ caller moves.
 Time is simulated seconds since the fleet started (``t``). Each device has a retained
 ``online`` status at ``t = 0`` and its type's telemetry and heartbeat streams (intervals
 from :mod:`simulators.signals`, overridable per type), each starting at a random phase
-within its first interval so a fleet does not speak all at once. Scenario steps
-(:mod:`simulators.scenario`) add one-off messages, value overrides and silences on top.
+within its first interval so a fleet does not speak all at once. A battery device that
+drops below the low-battery line says so once with a ``low_battery`` event. Scenario steps
+(:mod:`simulators.scenario`) add one-off messages, value overrides, silences, outages and
+clock jumps on top; with ``regular=False`` only what the steps make goes out.
 
-Two clocks come out of ``t``: the simulated epoch ``start_ts + t`` drives the daily cycle,
-and the payload's ``ts`` is ``start_ts + t / speed``, the wall time at which the message is
-due. With ``speed`` 300, a 5-minute interval ticks every second while ``ts`` stays near the
-real time, as ingest expects.
+Three clocks come out of ``t``: the simulated epoch ``start_ts + t`` drives the daily
+cycle; the wall time ``start_ts + t / speed`` is when the message is due; and the payload's
+``ts`` is that wall time as the device's own clock reads it (:mod:`simulators.clocks`).
+With ``speed`` 300, a 5-minute interval ticks every second while ``ts`` stays near the real
+time, as ingest expects.
 
 Nothing here reads a clock, sleeps or touches a socket: :mod:`simulators.fleet_runner` does
 that. Given the same devices, config and steps, the same messages come out in the same
@@ -22,26 +25,40 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from random import Random
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from devices.messages import Kind
+from devices.profiles import get_profile
 from devices.registry import Device
 from ingest.topics import UplinkTopics
-from simulators.signals import Moment, SignalModel, signals_for
+from simulators.clocks import ClockModel
+from simulators.device_sim import DeviceSim, Outage, Override
+from simulators.signals import LOW_BATTERY_PCT, Moment, SignalModel, signals_for
 
 PERIODIC_KINDS = (Kind.TELEMETRY, Kind.HEARTBEAT)
+
+__all__ = [
+    "DeviceSim",
+    "FleetConfig",
+    "FleetModel",
+    "IntervalOverrides",
+    "Make",
+    "Outage",
+    "Outgoing",
+    "Override",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     """One message to publish: due at simulated ``t``; ``step`` is the scenario step
-    (1-based) that made it, None for the fleet's regular traffic."""
+    (1-based) that made it, None for the fleet's regular traffic; ``buffered_at`` is when
+    a message held through an outage was made (its payload unchanged since)."""
 
     t: float
     device_id: str
@@ -50,6 +67,7 @@ class Outgoing:
     payload: bytes
     retain: bool = False
     step: int | None = None
+    buffered_at: float | None = None
 
 
 IntervalOverrides = Mapping[tuple[str, Kind], float | None]
@@ -65,6 +83,8 @@ class FleetConfig:
     intervals: IntervalOverrides = field(default_factory=dict)
     jitter: float = 0.02  # each interval varies by up to this fraction, as device clocks do
     first_seq: int | None = None  # None: start_ts in ms, so a restarted fleet reuses no seq
+    clock: ClockModel | None = None  # None: every device's clock is right
+    regular: bool = True  # False: statuses, telemetry and heartbeats only when scripted
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.speed) and self.speed > 0):
@@ -83,9 +103,10 @@ class FleetConfig:
             return self.intervals[key]
         return model.telemetry_s if kind is Kind.TELEMETRY else model.heartbeat_s
 
-    def stamp_ms(self, t: float) -> int:
-        """The payload ``ts`` of a message due at ``t``: epoch milliseconds."""
-        return round((self.start_ts + t / self.speed) * 1000)
+    def stamp_ms(self, t: float, clock_offset_s: float = 0.0) -> int:
+        """The payload ``ts`` of a message due at ``t``, as a clock off by
+        ``clock_offset_s`` reads it: epoch milliseconds."""
+        return round((self.start_ts + t / self.speed) * 1000) + round(clock_offset_s * 1000)
 
     def moment(self, t: float) -> Moment:
         return Moment(t, self.start_ts + t)
@@ -95,58 +116,8 @@ class FleetConfig:
         return self.first_seq if self.first_seq is not None else round(self.start_ts * 1000)
 
 
-@dataclass(frozen=True, slots=True)
-class Override:
-    """A metric's value set by a scenario from ``start`` to ``until`` (both included)."""
-
-    start: float
-    until: float
-    value: Callable[[float], float]
-
-
-class DeviceSim:
-    """One simulated device: its baseline, random stream, seq counter and scenario state."""
-
-    __slots__ = ("base", "device", "model", "overrides", "rng", "seq", "silences")
-
-    def __init__(self, device: Device, model: SignalModel[Any], seed: int, seq: int) -> None:
-        self.device = device
-        self.model = model
-        self.rng = Random(f"{seed}:{device.device_id}")
-        self.base = model.baseline(self.rng)
-        self.seq = seq
-        self.silences: list[tuple[float, float]] = []
-        self.overrides: dict[str, list[Override]] = {}
-
-    @property
-    def device_id(self) -> str:
-        return self.device.device_id
-
-    def next_seq(self) -> int:
-        seq = self.seq
-        self.seq += 1
-        return seq
-
-    def silent(self, t: float) -> bool:
-        return any(start <= t < end for start, end in self.silences)
-
-    def overridden(self, t: float) -> dict[str, float]:
-        """Metric values scenarios set at ``t``; the latest-starting override wins."""
-        values: dict[str, float] = {}
-        for metric, overrides in self.overrides.items():
-            latest: Override | None = None
-            for override in overrides:  # in the order added: a later one wins a tie
-                if override.start <= t <= override.until and (
-                    latest is None or override.start >= latest.start
-                ):
-                    latest = override
-            if latest is not None:
-                values[metric] = latest.value(t)
-        return values
-
-
-Make = Callable[["FleetModel", DeviceSim, float], "Outgoing | None"]
-"""Builds a one-off message at its due time (None: nothing to send after all)."""
+Make = Callable[["FleetModel", DeviceSim, float], "Outgoing | Sequence[Outgoing] | None"]
+"""Builds a one-off message (or several) at its due time (None: nothing after all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +131,7 @@ class _Periodic:
 class _Once:
     sim: DeviceSim
     make: Make
+    bypass: bool  # made by the broker, not the device: an outage does not hold it
 
 
 class FleetModel:
@@ -170,6 +142,7 @@ class FleetModel:
         self.skipped: Counter[str] = Counter()  # device types without a signal model
         self.now = 0.0
         self._heap: list[tuple[float, int, _Periodic | _Once]] = []
+        self._pending: deque[Outgoing] = deque()  # made, not yet taken (the rest of a burst)
         self._order = itertools.count()
         for device in devices:
             model = signals_for(device.type)
@@ -178,8 +151,11 @@ class FleetModel:
                 continue
             if device.device_id in self.sims:
                 raise ValueError(f"device {device.device_id} is listed twice")
-            sim = DeviceSim(device, model, config.seed, config.seq_start)
+            offset = config.clock.offset(config.seed, device.device_id) if config.clock else 0.0
+            sim = DeviceSim(device, model, config.seed, config.seq_start, offset)
             self.sims[device.device_id] = sim
+            if not config.regular:
+                continue
             self.schedule(0.0, sim, FleetModel._online)
             for kind in PERIODIC_KINDS:
                 interval = config.interval(model, kind)
@@ -191,16 +167,45 @@ class FleetModel:
     def sim(self, device_id: str) -> DeviceSim:
         return self.sims[device_id]
 
-    def schedule(self, t: float, sim: DeviceSim, make: Make) -> None:
+    def schedule(self, t: float, sim: DeviceSim, make: Make, *, bypass: bool = False) -> None:
+        """Run ``make`` at ``t``; what it makes is held by an outage unless ``bypass``."""
         if t < self.now:
             raise ValueError(f"cannot schedule at {t} s: the fleet is already at {self.now} s")
-        self._push(t, _Once(sim, make))
+        self._push(t, _Once(sim, make, bypass))
+
+    def add_outage(self, sim: DeviceSim, outage: Outage) -> None:
+        """Hold the device's messages during ``outage`` and replay them when it ends."""
+        sim.outages.append(outage)
+
+        def replay(model: FleetModel, s: DeviceSim, t: float) -> list[Outgoing]:
+            held = [replace(out, t=t, buffered_at=out.t) for out in s.buffer]
+            s.buffer.clear()
+            return held
+
+        self.schedule(outage.until, sim, replay, bypass=True)
 
     def telemetry(self, sim: DeviceSim, t: float, step: int | None = None) -> Outgoing:
         """The device's regular values at ``t`` with any scenario overrides applied."""
         values = sim.model.telemetry(sim.base, sim.rng, self.config.moment(t))
-        values.update(sim.overridden(t))
+        for metric, value in sim.overridden(t).items():
+            if metric not in sim.model.heartbeat_metrics:
+                values[metric] = value
         return self.message(sim, Kind.TELEMETRY, t, {"values": values}, step=step)
+
+    def heartbeat(self, sim: DeviceSim, t: float, step: int | None = None) -> list[Outgoing]:
+        """The heartbeat at ``t`` (overrides of the metrics it carries applied), then a
+        ``low_battery`` event the first time the battery is below the line."""
+        values = sim.model.heartbeat(sim.base, sim.rng, self.config.moment(t))
+        values.update(sim.overridden(t, sim.model.heartbeat_metrics))
+        out = [self.message(sim, Kind.HEARTBEAT, t, {"values": values}, step=step)]
+        battery = values.get("battery_pct")
+        if battery is not None:
+            low = battery < LOW_BATTERY_PCT
+            if low and not sim.low_battery_said and _says(sim, "low_battery"):
+                body = {"event": "low_battery", "detail": {"battery_pct": battery}}
+                out.append(self.message(sim, Kind.EVENT, t, body, step=step))
+            sim.low_battery_said = low
+        return out
 
     def message(
         self,
@@ -213,8 +218,9 @@ class FleetModel:
         seq: bool = True,
         retain: bool = False,
     ) -> Outgoing:
-        """A canonical JSON message: ``ts`` (epoch ms), ``seq`` when asked, then ``body``."""
-        payload: dict[str, object] = {"ts": self.config.stamp_ms(t)}
+        """A canonical JSON message: ``ts`` (epoch ms by the device's clock), ``seq`` when
+        asked, then ``body``."""
+        payload: dict[str, object] = {"ts": self.config.stamp_ms(t, sim.clock.offset_at(t))}
         if seq:
             payload["seq"] = sim.next_seq()
         payload.update(body)
@@ -229,53 +235,85 @@ class FleetModel:
         *,
         step: int | None = None,
         retain: bool = False,
+        topic: str | None = None,
     ) -> Outgoing:
-        topic = self.topics.build(sim.device_id, kind)
+        topic = topic if topic is not None else sim.topic(kind, self.topics)
         return Outgoing(t, sim.device_id, kind, topic, payload, retain, step)
+
+    def status(self, sim: DeviceSim, t: float, word: str, step: int | None = None) -> Outgoing:
+        """A retained status as the broker publishes a device's will: no device clock, no seq."""
+        payload = orjson.dumps({"status": word})
+        return self.raw(sim, Kind.STATUS, t, payload, step=step, retain=True)
 
     # -- the clock ------------------------------------------------------------------------
 
     def messages_until(self, t: float) -> Iterator[Outgoing]:
         """Every message due at or before ``t``, in order, drawn lazily: stop iterating at
-        any point and the next call carries on from there."""
-        heap = self._heap
-        while heap and heap[0][0] <= t:
+        any point (even inside a burst) and the next call carries on from there."""
+        heap, pending = self._heap, self._pending
+        while True:
+            while pending:
+                yield pending.popleft()
+            if not heap or heap[0][0] > t:
+                return
             due, _, action = heapq.heappop(heap)
             self.now = due
+            made: Outgoing | Sequence[Outgoing] | None
             if isinstance(action, _Periodic):
-                out = self._regular(action, due)
-                spread = 1.0 + self.config.jitter * action.sim.rng.uniform(-1.0, 1.0)
+                made = self._regular(action, due)
+                spread = 1.0 + self.config.jitter * (2.0 * action.sim.rng.random() - 1.0)
                 self._push(due + action.interval * spread, action)
+                bypass = False
             else:
-                out = action.make(self, action.sim, due)
-            if out is not None:
-                yield out
+                made = action.make(self, action.sim, due)
+                bypass = action.bypass
+            if made is None:
+                continue
+            for out in (made,) if isinstance(made, Outgoing) else made:
+                outage = None if bypass else action.sim.outage_at(out.t)
+                if outage is None:
+                    pending.append(out)
+                elif out.kind is not Kind.STATUS:
+                    action.sim.keep(out, outage)
 
     def next_time(self) -> float | None:
         """When the next message is due, or None when nothing more will come."""
+        if self._pending:
+            return self.now
         return self._heap[0][0] if self._heap else None
 
     def stop_messages(self, t: float) -> list[Outgoing]:
-        """Retained ``offline`` statuses for every device, for a clean stop at ``t``."""
+        """Retained ``offline`` statuses for a clean stop at ``t``, from every device that
+        said ``online`` (so none when regular traffic is off: the statuses are part of it)."""
         return [
             self.message(sim, Kind.STATUS, t, {"status": "offline"}, seq=False, retain=True)
             for sim in self.sims.values()
+            if sim.announced
         ]
+
+    @property
+    def lost(self) -> int:
+        """Messages lost from full outage buffers so far."""
+        return sum(sim.lost for sim in self.sims.values())
 
     def _push(self, t: float, action: _Periodic | _Once) -> None:
         heapq.heappush(self._heap, (t, next(self._order), action))
 
-    def _regular(self, action: _Periodic, t: float) -> Outgoing | None:
+    def _regular(self, action: _Periodic, t: float) -> Outgoing | list[Outgoing] | None:
         sim = action.sim
         if sim.silent(t):
             return None
         if action.kind is Kind.TELEMETRY:
             return self.telemetry(sim, t)
-        values = sim.model.heartbeat(sim.base, sim.rng, self.config.moment(t))
-        return self.message(sim, Kind.HEARTBEAT, t, {"values": values})
+        return self.heartbeat(sim, t)
 
     @staticmethod
     def _online(model: FleetModel, sim: DeviceSim, t: float) -> Outgoing | None:
         if sim.silent(t):
             return None
+        sim.announced = True
         return model.message(sim, Kind.STATUS, t, {"status": "online"}, seq=False, retain=True)
+
+
+def _says(sim: DeviceSim, event: str) -> bool:
+    return event in get_profile(sim.device.type).events

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import psycopg
@@ -22,8 +22,8 @@ from devices.messages import Accepted, DeviceEvent, Heartbeat, Reading, Rejectio
 
 _STAGING = """
 CREATE TEMP TABLE IF NOT EXISTS readings_in (
-    device_id text, metric text, ts float8, value float8, seq int8,
-    received_at float8, ts_from_arrival bool
+    device_id text, metric text, ts timestamptz, value float8, seq int8,
+    received_at timestamptz, ts_from_arrival bool
 ) ON COMMIT DELETE ROWS;
 CREATE TEMP TABLE IF NOT EXISTS state_in (
     device_id text, last_seen float8, last_ts float8, last_seq int8, last_values jsonb,
@@ -37,7 +37,7 @@ _COPY_READINGS = (
 
 _MOVE_READINGS = """
 INSERT INTO readings (device_id, metric, ts, value, seq, received_at, ts_from_arrival)
-SELECT device_id, metric, to_timestamp(ts), value, seq, to_timestamp(received_at), ts_from_arrival
+SELECT device_id, metric, ts, value, seq, received_at, ts_from_arrival
 FROM readings_in
 ON CONFLICT DO NOTHING
 RETURNING device_id, ts
@@ -113,8 +113,22 @@ InTransaction = Callable[[psycopg.AsyncConnection, list[Accepted]], Awaitable[No
 time (replays left out), in arrival order."""
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def _micros(epoch: float) -> int:
+    """The one rounding of a device's float timestamp to the store's microseconds.
+
+    Both write paths render timestamps from this integer, so a replay that takes the staging
+    path meets exactly the key the direct COPY stored (PostgreSQL's own float conversion can
+    round the last microsecond differently).
+    """
     return round(epoch * 1_000_000)
+
+
+def _micros_of(ts: datetime) -> int:
+    return (ts - _EPOCH) // _MICROSECOND
 
 
 class _StateRow:
@@ -168,19 +182,15 @@ def _state_rows(batch: IngestBatch) -> dict[str, _StateRow]:
     return rows
 
 
-def _epoch(epoch: float) -> str:
-    return repr(epoch)
-
-
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).isoformat()
+    return (_EPOCH + _micros(epoch) * _MICROSECOND).isoformat()
 
 
 def _reading_lines(
-    items: Sequence[Reading | Heartbeat], stamp: Callable[[float], str] = _epoch
+    items: Sequence[Reading | Heartbeat]
 ) -> bytes:
-    """COPY text rows, one per metric: epoch seconds for the staging table (``_epoch``) or
-    ISO 8601 for the readings table itself (``_iso``).
+    """COPY text rows, one per metric, with ISO 8601 timestamps rounded by :func:`_micros`
+    (the same text for the readings table and the staging table).
 
     Device ids and metric names are validated to [A-Za-z0-9_.:-] before they get here, so
     COPY text format needs no escaping.
@@ -190,8 +200,8 @@ def _reading_lines(
         seq = "\\N" if r.seq is None else str(r.seq)
         flag = "t" if r.ts_from_arrival else "f"
         head = f"{r.device_id}\t"
-        tail = f"\t{stamp(r.ts)}\t"
-        rest = f"\t{seq}\t{stamp(r.received_at)}\t{flag}\n"
+        tail = f"\t{_iso(r.ts)}\t"
+        rest = f"\t{seq}\t{_iso(r.received_at)}\t{flag}\n"
         for metric, value in r.values.items():
             out.append(f"{head}{metric}{tail}{value!r}{rest}")
     return "".join(out).encode()
@@ -299,14 +309,14 @@ class IngestWriter:
         conn = self.conn
         try:
             async with conn.transaction(), conn.cursor().copy(_COPY_READINGS) as copy:
-                await copy.write(_reading_lines(items, _iso))
+                await copy.write(_reading_lines(items))
             return sum(len(r.values) for r in items), None
         except psycopg.errors.UniqueViolation:
             self.replayed_batches += 1
         async with conn.cursor().copy("COPY readings_in FROM STDIN") as copy:
             await copy.write(_reading_lines(items))
         cur = await conn.execute(_MOVE_READINGS)
-        new = {(device_id, _micros(ts.timestamp())) for device_id, ts in await cur.fetchall()}
+        new = {(device_id, _micros_of(ts)) for device_id, ts in await cur.fetchall()}
         return cur.rowcount, new
 
     async def _dead_letters(self, rejections: list[Rejection]) -> None:

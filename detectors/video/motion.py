@@ -199,6 +199,7 @@ class MotionState:
     changed: float = 0.0
     recalibrations: int = 0
     settling: tuple[np.ndarray, ...] = ()  # the pictures since a restart, while settling
+    prior: tuple[np.ndarray, tuple[Box, ...]] | None = None  # background and boxes before it
     boost: float = 1.0  # the threshold's factor for weather (clutter)
 
 
@@ -307,6 +308,7 @@ class MotionDetector:
                 detail = _MIN_DETAIL / gain
                 if regions.is_light(img, bg, changed, r, cfg.lighting_ncc, detail):
                     learnt.append(r)
+                    boxes.extend(self._tracked(img, changed, state, r, min_px, detail))
                     continue
                 lit = regions.lit(img, bg, changed, r, cfg.lighting_ncc, detail)
                 if 2 * cv2.countNonZero(lit) >= cv2.countNonZero(mine):
@@ -326,6 +328,30 @@ class MotionDetector:
             boxes.append(Box(r.x0 + tx, r.y0 + ty, r.x0 + tx + tw, r.y0 + ty + th, r.area))
         return boxes, learnt
 
+    def _tracked(self, img: np.ndarray, changed: np.ndarray, state: MotionState,
+                 r: regions.Region, min_px: float, detail: float) -> list[Box]:
+        """What moved in the last frame and is now inside ``r``, a region judged light as a
+        whole: judged pixel by pixel around where it was, so that a beam or a lamp's pool
+        sweeping over someone (or a dark figure whose region correlates with the background
+        by chance) does not take them with it. Kept: the dense blobs that are not lit and
+        continue the box of the last frame."""
+        assert state.background is not None and self.cfg.lighting_ncc is not None
+        out: list[Box] = []
+        for p in state.boxes:
+            if p.x1 <= r.x0 or p.x0 >= r.x1 or p.y1 <= r.y0 or p.y0 >= r.y1:
+                continue
+            gx, gy = 2 + (p.x1 - p.x0) // 2, 2 + (p.y1 - p.y0) // 4
+            crop = regions.Region(max(r.x0, p.x0 - gx), max(r.y0, p.y0 - gy),
+                                  min(r.x1, p.x1 + gx), min(r.y1, p.y1 + gy), 0.0)
+            mine = changed[crop.slices()]
+            lit = regions.lit(img, state.background, changed, crop, self.cfg.lighting_ncc,
+                              detail)
+            rest = cv2.morphologyEx(cv2.subtract(mine, lit), cv2.MORPH_OPEN, self._kernel)
+            for b in self._dense(rest, crop, min_px):
+                if p.continues(b, 0.5) and b not in out:
+                    out.append(b)
+        return out
+
     def _dense(self, mask: np.ndarray, r: regions.Region, min_px: float) -> list[Box]:
         """Boxes of the dense blobs of ``mask`` (a crop at ``r``) of at least ``min_px``."""
         out = []
@@ -342,8 +368,14 @@ class MotionDetector:
                    changed: float = 0.0) -> MotionState:
         restarts = state.recalibrations + (state.background is not None)
         img = self._smooth(plane.luma)
+        prior = state.prior
+        if state.calibrating == 0:
+            prior = ((state.background, state.boxes)
+                     if state.background is not None and state.boxes
+                     and state.background.shape == img.shape else None)
         return MotionState(img, plane.lo, plane.hi, self.cfg.calibration_frames, ts,
-                           changed=changed, recalibrations=restarts, settling=(img,))
+                           changed=changed, recalibrations=restarts, settling=(img,),
+                           prior=prior)
 
     def _settle(self, img: np.ndarray, state: MotionState, lo: float, hi: float, ts: float,
                 fraction: float) -> MotionState:
@@ -359,6 +391,15 @@ class MotionDetector:
             return replace(state, lo=lo, hi=hi, calibrating=left, last_ts=ts, changed=fraction,
                            settling=frames)
         background = np.median(np.stack(frames), axis=0).astype(np.float32)
+        if state.prior is not None and self.cfg.lighting_ncc is not None:
+            old, boxes = state.prior
+            detail = _MIN_DETAIL / self._gain(lo, hi)
+            for b in boxes:
+                inner = _grown(b, background.shape)
+                patch = regions.relit(old, background, inner, _RING, self.cfg.lighting_ncc,
+                                      detail)
+                if patch is not None:
+                    background[inner.slices()] = patch
         return MotionState(background, lo, hi, 0, ts, changed=fraction,
                            recalibrations=state.recalibrations)
 
@@ -377,6 +418,7 @@ class MotionDetector:
         return 255.0 / max(hi - lo, 255.0 / cfg.max_stretch)
 
 
+_RING = 10  # plane pixels around a box in which the light before and after a restart is compared
 _MIN_DETAIL = 2.0  # on the stretched scale: less background detail cannot tell light from motion
 
 

@@ -130,6 +130,63 @@ def is_ghost(img: np.ndarray, long: np.ndarray, changed: np.ndarray, region: Reg
     return int(back.sum()) >= 0.6 * n
 
 
+def relit(old: np.ndarray, new: np.ndarray, inner: Region, margin: int, min_ncc: float,
+          min_detail: float) -> np.ndarray | None:
+    """The ``old`` background inside ``inner``, lit as ``new`` is lit around it (the ratio of
+    the two in a ring ``margin`` pixels wide around ``inner``, spread smoothly over it); None
+    when the ring's detail in ``new`` is not ``old``'s (correlation below ``min_ncc``, or less
+    detail than ``min_detail``): then the view changed, not its light."""
+    h, w = old.shape[:2]
+    ys = slice(max(0, inner.y0 - margin), min(h, inner.y1 + margin))
+    xs = slice(max(0, inner.x0 - margin), min(w, inner.x1 + margin))
+    o, n = old[ys, xs], new[ys, xs]
+    iy, ix = slice(inner.y0 - ys.start, inner.y1 - ys.start), slice(
+        inner.x0 - xs.start, inner.x1 - xs.start)
+    ring = np.ones(o.shape, np.float32)
+    ring[max(0, iy.start - 3):iy.stop + 3, max(0, ix.start - 3):ix.stop + 3] = 0
+    sel = ring > 0
+    if int(sel.sum()) < 50:
+        return None
+    do, dn = _high_pass(o)[sel], _high_pass(n)[sel]
+    so, sn = float(do.std()), float(dn.std())
+    if so < min_detail or sn < 1e-3:
+        return None
+    if float(np.mean((do - do.mean()) * (dn - dn.mean()))) / (so * sn) < min_ncc:
+        return None
+    sigma = max(inner.x1 - inner.x0, inner.y1 - inner.y0) / 2
+    ratio = n / np.maximum(o, np.float32(1.0))
+    num = cv2.GaussianBlur(ratio * ring, (0, 0), sigma)
+    den = cv2.GaussianBlur(ring, (0, 0), sigma)
+    light = num / np.maximum(den, np.float32(1e-3))
+    out: np.ndarray = (o * light)[iy, ix]
+    return out
+
+
+def edge_ratio(img: np.ndarray, bg: np.ndarray, changed: np.ndarray, region: Region) -> float:
+    """How much stronger the edges along the outline of the region's changed pixels are in the
+    background than in the picture (mean gradient magnitude on a band around the outline).
+    Something in view has its edge in the picture; a ghost (the background holds what has
+    left) has it in the background only."""
+    ys, xs = region.slices(3)
+    sel = changed[ys, xs]
+    outline = cv2.morphologyEx(sel, cv2.MORPH_GRADIENT, _CROSS) > 0
+    if int(outline.sum()) < 12:
+        return 0.0
+    gi = _gradient(img[ys, xs])[outline]
+    gb = _gradient(bg[ys, xs])[outline]
+    return float(gb.mean()) / max(float(gi.mean()), 1e-3)
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def _gradient(img: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
+    out: np.ndarray = cv2.magnitude(gx, gy)
+    return out
+
+
 def specks(changed: np.ndarray, min_px: float) -> int:
     """Changed pixels in specks smaller than ``min_px``."""
     n, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)

@@ -38,6 +38,9 @@ class DeviceProfile:
     codec: str = "canonical"
     events: frozenset[str] = DEVICE_EVENTS
     options: Mapping[str, Any] = field(default_factory=dict)
+    # Keys every device of the type must give in its registry row's ``profile`` (a patrol
+    # tag's ``patrol_interval``): a row without one is refused at import.
+    required_options: frozenset[str] = frozenset()
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> DeviceProfile:
         """The profile of one device: the type's profile with that device's registry overrides.

@@ -1,4 +1,4 @@
-"""The four device types of the contract, with ranges from the field (see docs/domain)."""
+"""The device types of the contract, with ranges from the field (see docs/domain)."""
 
 from __future__ import annotations
 
@@ -53,5 +53,17 @@ register(
         description="Public-security IP camera (雪亮工程) pulled over RTSP",
         metrics=metrics(),
         heartbeat_interval_s=60.0,
+    )
+)
+
+register(
+    DeviceProfile(
+        type_key="patrol_tag",
+        description="Fire-patrol tag (消防智能巡查标签) a grid worker scans on the round; its "
+        "registry row says how often: profile.patrol_interval ('P1D', 'P7D')",
+        metrics=metrics(*common_metrics()),  # a tag reader's battery and signal, if any
+        heartbeat_interval_s=7 * 86400.0,  # a passive tag sends nothing: no liveness
+        events=frozenset({"checkin", "tamper", "low_battery", "fault"}),
+        required_options=frozenset({"patrol_interval"}),
     )
 )

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from alerts.deadlines import DeadlinePolicy
 from alerts.figures import CHINA_TZ, Figures, Tally, UnknownNode, figures, top_nodes
+from alerts.patrol_figures import PatrolFigures, PatrolTally, patrol_figures
 from alerts.safety_index import (
     DEFAULT_WEIGHTS,
     DailyScore,
@@ -50,15 +51,19 @@ class Report:
     index: NodeIndex
     days: tuple[date, ...]  # the days of the series, oldest first
     series: tuple[DailyScore, ...]
+    patrols: PatrolFigures | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "figures": self.figures.to_json(),
             "safety_index": {
                 **self.index.to_json(),
                 "series": [{"day": p.day.isoformat(), "score": p.score} for p in self.series],
             },
         }
+        if self.patrols is not None:
+            out["patrols"] = self.patrols.to_json()
+        return out
 
 
 def parse_moment(text: str, *, end_of_day: bool = False) -> datetime:
@@ -166,6 +171,27 @@ def _index_table(index: NodeIndex) -> Table:
     return table
 
 
+def _patrols_table(p: PatrolFigures) -> Table:
+    """Per basic grid and per worker: due, done, on time, overdue, on-time rate."""
+    table = Table(
+        "grid / worker", "name", "tags", "due", "done", "on time", "overdue", "on-time rate",
+        title="Patrols (巡查)", title_justify="left",
+    )  # fmt: skip
+    total = p.total
+    table.add_row(
+        p.node.code, p.node.name, str(total.tags), *_patrol_cells(total), style="bold"
+    )
+    for code, g in sorted(p.by_grid.items()):
+        table.add_row(code, g.name, str(g.tags), *_patrol_cells(g))
+    for worker, w in sorted(p.by_worker.items()):
+        table.add_row(f"  {worker}", w.name, "", *_patrol_cells(w))
+    return table
+
+
+def _patrol_cells(t: PatrolTally) -> tuple[str, ...]:
+    return (str(t.due), str(t.done), str(t.on_time), str(t.overdue), _pct(t.on_time_rate))
+
+
 def show(report: Report) -> None:
     """The report as tables on the console."""
     f = report.figures
@@ -186,6 +212,13 @@ def show(report: Report) -> None:
     console.print(f"on time = closed within the event's time limit ({limits})", style="dim")
     for note in f.notes:
         console.print(note, style="dim")
+    if report.patrols is not None and report.patrols.total.tags:
+        console.print(_patrols_table(report.patrols))
+        console.print(
+            "due = periods whose deadline (end + grace) fell in the period; on time = done by "
+            "a check-in within it; done = every check-in",
+            style="dim",
+        )
 
     console.print(f"\n[bold]平安指数 {report.index.score:.1f}[/bold] / 100", highlight=False)
     console.print(_index_table(report.index))
@@ -223,7 +256,8 @@ async def build(
     except UnknownNode as exc:
         raise common.UserError(str(exc)) from None
     points = await series(conn, node, len(days), until=days[-1])
-    return Report(result, index, days, tuple(points))
+    patrols = await patrol_figures(conn, node=node, since=since, until=until, now=now)
+    return Report(result, index, days, tuple(points), patrols)
 
 
 def report(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from gridwatch.broker_access import BrokerAccessError
 from gridwatch.cli import common
 from gridwatch.config import Settings
 from gridwatch.embedded.errors import EmbeddedServiceError
@@ -55,7 +56,7 @@ def serve(settings: Settings, on_ready: OnReady | None = None) -> None:
                 await service.run(on_ready=ready)
 
             asyncio.run(main())
-    except EmbeddedServiceError as exc:
+    except (EmbeddedServiceError, BrokerAccessError) as exc:
         raise common.UserError(str(exc)) from None
     except OSError as exc:
         raise common.UserError(f"cannot start: {exc}") from None

@@ -147,6 +147,12 @@ class MosquittoBroker:
         """The generated mosquitto.conf."""
         return self.real_state_dir / "mosquitto.conf"
 
+    @property
+    def pid_path(self) -> Path:
+        """The running broker's pid, for a command that asks it to reload (SIGHUP) its
+        password and ACL files; removed when it stops."""
+        return self.real_state_dir / "mosquitto.pid"
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, timeout: float = 10.0) -> None:
@@ -182,6 +188,7 @@ class MosquittoBroker:
                 # stops the broker after its last acknowledgements and its offline status
                 start_new_session=True,
             )
+            self.pid_path.write_text(f"{self._process.pid}\n")
             self._wait_ready(timeout, log_offset)
         except BaseException:
             self.stop()
@@ -190,6 +197,8 @@ class MosquittoBroker:
     def stop(self, grace: float = 10.0) -> None:
         """Stop the broker: SIGTERM (it saves persistence), SIGKILL after `grace` seconds."""
         process, self._process = self._process, None
+        if self._real_dir is not None:
+            self.pid_path.unlink(missing_ok=True)
         try:
             if process is not None and process.poll() is None:
                 process.terminate()

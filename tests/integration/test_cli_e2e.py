@@ -11,13 +11,14 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
 from gridwatch.mqtt_publish import BoundedPublisher
+from simulators.county import CountySpec, generate_county
 from tests.services import free_tcp_port, service_root
 from tests.unit.registry_data import GRIDS, collection, csv_text, device, sample_features, write
 
@@ -52,6 +53,16 @@ class Cli:
         url = f"http://127.0.0.1:{self.http_port}/healthz"
         with urllib.request.urlopen(url, timeout=5) as response:
             return orjson.loads(response.read())
+
+    def wait_health(self, check: Callable[[dict], bool], within: float = 20.0) -> dict:
+        """Ask the running service (another process) until its health report passes ``check``."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            health = self.health()
+            if check(health):
+                return health
+            time.sleep(0.1)  # polling another process' report, bounded by the deadline
+        raise AssertionError(f"health never passed the check: {self.health()}")
 
     def wait_stored(self, messages: int, within: float = 20.0) -> None:
         """Ask the running service (another process) until it says it handled `messages`."""
@@ -165,25 +176,31 @@ def test_embedded_run_import_publish_query_replay_stop(
 
 def test_demo_brings_up_a_reporting_county(cli: Cli) -> None:
     """The README's first command: a simulated county ingested on embedded defaults."""
+    devices = len(generate_county(CountySpec(seed=2026)).devices)  # the demo's default county
     proc = subprocess.Popen([GRIDWATCH, "demo"], env=cli.env, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
     try:
         for line in proc.stderr:
-            if "gridwatch demo:" in line:
-                assert "899 devices" in line
+            if "gridwatch demo:" in line and "devices" in line:
+                assert f"{devices} devices" in line
                 break
         else:
             raise AssertionError("demo exited early")
         threading.Thread(target=proc.stderr.read, daemon=True).start()
         cli.wait_stored(500, within=60)
-        health = cli.health()
-        assert health["devices_known"] == 899
-        assert health["components"] == {
+        # the county's six cameras are served by the simulator and pulled by gridwatch
+        health = cli.wait_health(lambda h: len(h["cameras"]["pulled"]) == 6, within=60)
+        assert health["devices_known"] == devices
+        assert {k: v for k, v in health["components"].items() if k != "cameras"} == {
             "mqtt": True,
             "database": True,
             "mqtt_feed": True,
             "webhooks": True,
         }
+        streaming = cli.wait_health(
+            lambda h: all(c["fps_analysed"] > 0 for c in h["cameras"]["per_camera"]), within=60
+        )
+        assert len(streaming["cameras"]["per_camera"]) == 6
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0

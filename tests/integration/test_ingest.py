@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -257,3 +259,40 @@ async def test_writer_stores_a_replayed_batch_once(registered: str) -> None:
     assert fresh == [[partly_new.readings[-1]]]  # only what was new goes on to detection
     assert writer.replayed_batches == 1
     assert await scalar(registered, "SELECT count(*) FROM readings WHERE device_id='SD-009'") == 51
+
+
+async def test_replay_on_the_staging_path_meets_the_rows_the_direct_path_stored(
+    registered: str,
+) -> None:
+    """Python's ``datetime.fromtimestamp`` and PostgreSQL's ``to_timestamp(float8)`` round
+    about one device timestamp in sixteen to different microseconds. Both write paths must
+    render the same key, or a replay that takes the staging path is stored twice."""
+    from devices.messages import Reading
+    from storage.ingest_writer import IngestBatch, IngestWriter
+
+    def rounded_apart(ts: float) -> bool:  # PostgreSQL: rint((ts - 2000-01-01) × 10⁶)
+        pg = round((ts - 946_684_800) * 1e6) + 946_684_800 * 10**6
+        py = (datetime.fromtimestamp(ts, UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+            microseconds=1
+        )
+        return pg != py
+
+    rng = random.Random(7)
+    base = time.time() - 3600
+    stamps = [ts for ts in (base + rng.random() * 600 for _ in range(5000)) if rounded_apart(ts)]
+    readings = [
+        Reading("SD-009", ts, 20_000 + i, {"battery_pct": 90.0}, base)
+        for i, ts in enumerate(sorted(stamps)[:100])
+    ]
+    assert len(readings) == 100
+    async with await psycopg.AsyncConnection.connect(registered) as conn:
+        writer = IngestWriter(conn)
+        await writer.write(IngestBatch(readings=readings))
+        extra = Reading("SD-009", base - 1, 21_000, {"battery_pct": 91.0}, base)
+        again = await writer.write(IngestBatch(readings=[*readings, extra]))
+    assert again.readings_rows == 1
+    stored = await scalar(
+        registered,
+        "SELECT count(*) FROM readings WHERE device_id='SD-009' AND metric='battery_pct'",
+    )
+    assert stored == 101

@@ -18,6 +18,7 @@ from simulators.county import CountySpec, generate_county
 from simulators.fleet import FleetConfig, FleetModel
 from simulators.fleet_runner import RunLimits, StopReason, run_fleet
 from simulators.scenario import parse_scenario
+from simulators.signals import simulated_types
 
 pytestmark = pytest.mark.integration
 
@@ -103,4 +104,5 @@ def test_fleet_publishes_exactly_its_messages(mosquitto_broker: MosquittoBroker)
         twin.topics.build(device_id, Kind.STATUS) for device_id in fleet.sims
     )
     assert {orjson.loads(payload)["status"] for _, payload in offline} == {"offline"}
-    assert fleet.skipped == {"camera": 1}
+    assert fleet.skipped["camera"] == 1  # pulled over RTSP, not publishing
+    assert not set(fleet.skipped) & set(simulated_types())

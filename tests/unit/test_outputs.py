@@ -24,15 +24,8 @@ from outputs import CrashBudgetExceeded, LatencyHistogram, supervise
 from outputs.cloudevents import CONTENT_TYPE, envelope, message_id, subscription_disabled
 from outputs.log_reader import EventFilter, LogRow
 from outputs.mqtt_feed import event_topic
-from outputs.webhooks import (
-    Subscription,
-    check_secret,
-    fan_out_pairs,
-    new_secret,
-    retry_after_s,
-    retry_delay,
-    sign_headers,
-)
+from outputs.webhook_policy import Subscription, fan_out_pairs, retry_after_s, retry_delay
+from outputs.webhook_signing import check_secret, new_secret, sign_headers
 
 AT = datetime(2026, 11, 22, 8, 0, 0, 123456, tzinfo=UTC)
 COUNTY, TOWN, VILLAGE, GRID = "440981", "440981001", "440981001005", "440981001005-03"

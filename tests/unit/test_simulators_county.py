@@ -22,6 +22,7 @@ from devices.registry import GridLevel, MemberRole
 from simulators.county import (
     CAMERA,
     DEVICE_KINDS,
+    PATROL_TAG,
     County,
     CountySpec,
     CountySpecError,
@@ -138,7 +139,7 @@ def test_devices_inside_their_grid(county: County) -> None:
 def test_device_ids_names_and_proportions(county: County) -> None:
     ids = [d.device_id for d in county.devices]
     assert len(set(ids)) == len(ids)
-    prefixes = {k.type_key: k.prefix for k in (*DEVICE_KINDS, CAMERA)}
+    prefixes = {k.type_key: k.prefix for k in (*DEVICE_KINDS, CAMERA, PATROL_TAG)}
     for device in county.devices:
         assert DEVICE_ID.fullmatch(device.device_id)
         assert device.device_id.startswith(f"{prefixes[device.type]}-{device.grid_code}-")
@@ -152,6 +153,7 @@ def test_device_ids_names_and_proportions(county: County) -> None:
     for kind in DEVICE_KINDS:
         assert types[kind.type_key] == expected_total(kind, 60)
     assert types[CAMERA.type_key] == 4
+    assert types[PATROL_TAG.type_key] == expected_total(PATROL_TAG, 60)
 
 
 def test_sites_hold_several_devices_of_one_grid(county: County) -> None:

@@ -16,8 +16,10 @@ from devices.profiles import get_profile
 from devices.registry import Device
 from ingest.topics import UplinkTopics
 from ingest.validate import KnownDevice, Limits, Validator
+from simulators.clocks import ClockModel
 from simulators.county import CountySpec, generate_county
 from simulators.fleet import FleetConfig, FleetModel, IntervalOverrides, Outgoing
+from simulators.signals import DRAIN_PCT_PER_DAY, LOW_BATTERY_PCT
 
 START = 1_795_420_800.0  # 2026-11-22 16:00 in China
 DAY = 86_400.0
@@ -173,19 +175,101 @@ def test_values_stay_around_field_normals_over_a_day() -> None:
         "cable_temp_c_": (29, 46),
         "pressure_mpa": (0.2, 0.4),
         "smoke_obscuration_db_m": (0, 0.05),
-        "battery_pct": (55, 100),
+        "battery_pct": (14, 100),  # a few batteries are near their end from the start
     }
     for name, (low, high) in normals.items():
         assert low <= min(values[name]) and max(values[name]) <= high, name
     assert sum(evening) / len(evening) > sum(morning) / len(morning) + 15  # the evening load
 
 
-def test_battery_drains() -> None:
-    fleet = model([Device("SD-9", "smoke_detector")])
-    levels = [
-        decoded(o)["values"]["battery_pct"]
-        for o in fleet.messages_until(40 * DAY)
-        if o.kind is Kind.HEARTBEAT
-    ]
-    assert levels[0] - levels[-1] == pytest.approx(40 * 0.05, abs=0.3)
-    assert levels == sorted(levels, reverse=True)
+def test_batteries_drain_each_at_its_own_rate() -> None:
+    fleet = model([Device(f"SD-{n}", "smoke_detector") for n in range(40)])
+    levels: dict[str, list[float]] = defaultdict(list)
+    for o in fleet.messages_until(40 * DAY):
+        if o.kind is Kind.HEARTBEAT:
+            levels[o.device_id].append(decoded(o)["values"]["battery_pct"])
+    drops = []
+    for device, series in levels.items():
+        assert series == sorted(series, reverse=True), device
+        drops.append(series[0] - series[-1])
+    low, high = DRAIN_PCT_PER_DAY
+    assert all(40 * low - 0.3 <= drop <= 40 * high + 0.3 for drop in drops)
+    assert max(drops) - min(drops) > 0.5  # not one rate for all
+
+
+def test_a_battery_below_the_line_says_low_battery_once() -> None:
+    devices = [Device(f"SD-{n}", "smoke_detector") for n in range(1000)]
+    fleet = model(devices, intervals={("smoke_detector", Kind.TELEMETRY): None})
+    out = [o for o in fleet.messages_until(DAY) if o.kind is not Kind.STATUS]
+    by_device: dict[str, list[Outgoing]] = defaultdict(list)
+    for o in out:
+        by_device[o.device_id].append(o)
+    low_devices = 0
+    for device, messages in by_device.items():
+        first = decoded(messages[0])
+        assert messages[0].kind is Kind.HEARTBEAT
+        events = [o for o in messages if o.kind is Kind.EVENT]
+        if first["values"]["battery_pct"] < LOW_BATTERY_PCT:
+            low_devices += 1
+            # Right after the first heartbeat below the line, same time, next seq; never again.
+            assert messages[1] in events and len(events) == 1, device
+            body = decoded(messages[1])
+            assert (messages[1].t, body["seq"]) == (messages[0].t, first["seq"] + 1)
+            assert body["event"] == "low_battery"
+            assert body["detail"] == {"battery_pct": first["values"]["battery_pct"]}
+        else:
+            assert not events, device
+    assert 2 <= low_devices <= 30  # ~1 % of a fleet: a third of the 3 % with ageing batteries
+
+
+def test_device_clocks_are_off_as_the_model_says_and_leave_values_alone() -> None:
+    devices = [Device(f"EF-{n}", "electrical_fire_monitor") for n in range(400)]
+    clock = ClockModel(sigma_s=2.0, wrong_share=0.1, wrong_min_s=3600, wrong_max_s=6 * 3600)
+    right = FleetModel(devices, FleetConfig(start_ts=START, first_seq=1, seed=3))
+    wrong = FleetModel(devices, FleetConfig(start_ts=START, first_seq=1, seed=3, clock=clock))
+    offsets: dict[str, set[int]] = defaultdict(set)
+    for a, b in zip(right.messages_until(600), wrong.messages_until(600), strict=True):
+        body_a, body_b = decoded(a), decoded(b)
+        assert (a.t, a.topic, a.kind) == (b.t, b.topic, b.kind)
+        assert {k: v for k, v in body_a.items() if k != "ts"} == {
+            k: v for k, v in body_b.items() if k != "ts"
+        }
+        offsets[a.device_id].add(body_b["ts"] - body_a["ts"])
+    assert all(len(seen) == 1 for seen in offsets.values())  # one offset per device, steady
+    off_s = [next(iter(seen)) / 1000 for seen in offsets.values()]
+    hours = [o for o in off_s if abs(o) >= 3600]
+    assert all(abs(o) <= 6 * 3600 for o in hours)
+    assert 20 <= len(hours) <= 65  # ~10 %
+    assert {o > 0 for o in hours} == {True, False}  # ahead and behind
+    small = [o for o in off_s if abs(o) < 3600]
+    assert all(abs(o) < 10 for o in small) and len({round(o, 1) for o in small}) > 50
+    again = FleetModel(devices, FleetConfig(start_ts=START, first_seq=1, seed=3, clock=clock))
+    assert list(again.messages_until(600)) == list(
+        FleetModel(devices, FleetConfig(start_ts=START, first_seq=1, seed=3, clock=clock))
+        .messages_until(600)
+    )
+
+
+def test_clocks_hours_ahead_are_rejected_by_ingest_behind_are_stored() -> None:
+    devices = [Device(f"WP-{n}", "water_pressure_sensor") for n in range(200)]
+    clock = ClockModel(sigma_s=1.0, wrong_share=0.2)
+    fleet = FleetModel(devices, FleetConfig(start_ts=START, first_seq=1, clock=clock))
+    known = {
+        d.device_id: KnownDevice(d.device_id, get_profile(d.type), get_codec("canonical"))
+        for d in devices
+    }
+    validator = Validator(
+        UplinkTopics("gridwatch/v1"), known,
+        Limits(max_payload_bytes=4096, max_future_skew_s=600, oldest_accepted_s=30 * DAY),
+    )
+    outcome: dict[str, set[str]] = defaultdict(set)
+    for out in fleet.messages_until(3600):
+        result = validator.check(RawMessage(out.topic, out.payload, 1, 0, START + out.t))
+        outcome[out.device_id].add(
+            result.reason.value if isinstance(result, Rejection) else "accepted"
+        )
+    for device_id, seen in outcome.items():
+        offset = fleet.sim(device_id).clock.base_s
+        assert seen == ({"future_timestamp"} if offset > 600 else {"accepted"}), device_id
+    assert any(fleet.sim(d).clock.base_s > 600 for d in outcome)
+    assert any(fleet.sim(d).clock.base_s < -600 for d in outcome)

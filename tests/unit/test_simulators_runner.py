@@ -3,17 +3,27 @@ and the ``simulate`` CLI's checks that need no broker."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import orjson
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from devices.messages import Kind
 from devices.registry import Device
 from gridwatch.cli import common, simulate_cmd
 from simulators.fleet import FleetConfig, FleetModel, Outgoing
-from simulators.fleet_runner import RunLimits, RunStats, StopReason, TokenBucket, run_fleet
+from simulators.fleet_runner import (
+    ProgressLine,
+    RunLimits,
+    RunStats,
+    StopReason,
+    TokenBucket,
+    render_stats,
+    run_fleet,
+)
 
 START = 1_795_420_800.0
 DEVICES = [Device(f"EF-{n}", "electrical_fire_monitor") for n in range(10)] + [
@@ -117,7 +127,7 @@ def test_rate_limit_spreads_messages() -> None:
     assert len(window) <= 50 + 5
 
 
-def test_duration_bound() -> None:
+def test_duration_sends_everything_due_in_it_then_stops() -> None:
     clock = FakeClock()
     publisher = Recorder(clock)
     report = run_fleet(
@@ -125,9 +135,28 @@ def test_duration_bound() -> None:
         clock=clock, sleep=clock.sleep,
     )
     assert report.stopped is StopReason.DURATION
-    assert clock.now - 1000.0 == pytest.approx(30.0, abs=0.3)
-    due = [o for o in model(speed=10.0).messages_until(300.0)]
-    assert abs(report.stats.sent - len(due)) <= 3
+    due = list(model(speed=10.0).messages_until(300.0))
+    assert [(topic, payload) for topic, payload, *_ in publisher.sent] == [
+        (o.topic, o.payload) for o in due
+    ]
+    assert due[-1].t / 10.0 <= clock.now - 1000.0 <= 30.0
+
+
+def test_a_run_that_cannot_keep_up_lags_but_sends_all_that_is_due() -> None:
+    clock = FakeClock()
+    publisher = Recorder(clock)
+    seen: list[RunStats] = []
+    report = run_fleet(
+        model(speed=60.0), publisher, limits=RunLimits(duration=5.0, rate=5),
+        offline_on_stop=True, on_progress=seen.append, clock=clock, sleep=clock.sleep,
+    )
+    due = list(model(speed=60.0).messages_until(300.0))
+    assert report.stopped is StopReason.DURATION and report.stats.sent == len(due)
+    assert len(due) > 5 * 5 * 2  # far more than the rate allows in the duration
+    assert clock.now - 1000.0 >= len(due) / 5 - 1  # so it took longer
+    assert max(s.lag for s in seen) > 1.0  # and said it was behind
+    offline = [orjson.loads(p) for t, p, *_ in publisher.sent[len(due):]]
+    assert {o["ts"] for o in offline} == {round((START + 300.0 / 60.0) * 1000)}  # the end
 
 
 def test_ctrl_c_still_says_offline() -> None:
@@ -176,3 +205,31 @@ def test_cli_fleet_rejects_a_bad_scenario_before_connecting(tmp_path: Path) -> N
     assert "TYPE.KIND=SECONDS" in str(result.exception)
     result = runner.invoke(simulate_cmd.app, ["fleet"])
     assert isinstance(result.exception, common.UserError)
+
+
+def test_only_devices_that_said_online_say_offline() -> None:
+    clock = FakeClock()
+    publisher = Recorder(clock)
+    report = run_fleet(model(), publisher, limits=RunLimits(messages=5), clock=clock,
+                       sleep=clock.sleep)
+    online = [t for t, *_ in publisher.sent[:5]]
+    offline = [t for t, *_ in publisher.sent[5:]]
+    assert report.offline_sent == 5 and offline == online
+
+
+def test_the_progress_line_says_where_the_run_stands() -> None:
+    clock = FakeClock()
+    console = Console(file=io.StringIO(), width=400, force_terminal=False)
+    with ProgressLine(console, devices=len(DEVICES)) as line:
+        run_fleet(model(speed=60.0), Recorder(clock), limits=RunLimits(messages=150),
+                  on_progress=line, clock=clock, sleep=clock.sleep)
+    text = render_stats(
+        RunStats(1234, {Kind.TELEMETRY: 1000, Kind.STATUS: 234}, 7, 2.0, 3725.0, 617.0, 6.5, 3, 1),
+        devices=20,
+    ).plain
+    assert text == (
+        "1,234 sent  617 msg/s  20 devices  telemetry 1,000  heartbeat 0  event 0  status 234"
+        "  scenario 7  sim +1:02:05  replayed 3  lost 1  lag 6.5 s"
+    )
+    output = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "150 sent" in output and "20 devices" in output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import orjson
@@ -11,7 +12,7 @@ from devices.messages import Kind
 from devices.registry import Device
 from simulators.county import generate_county
 from simulators.fleet import FleetConfig, FleetModel, Outgoing
-from simulators.scenario import ScenarioError, load_scenario, parse_scenario
+from simulators.scenario import STEP_KINDS, ScenarioError, load_scenario, parse_scenario
 
 START = 1_795_420_800.0
 EXAMPLE = Path(__file__).parents[2] / "simulators" / "scenarios" / "example.toml"
@@ -162,7 +163,7 @@ def test_json_scenario(tmp_path: Path) -> None:
     ]
 
 
-def test_example_scenario_fits_the_default_county() -> None:
+def test_example_scenario_fits_the_default_county_and_shows_every_step_kind() -> None:
     scenario = load_scenario(EXAMPLE)
     county = generate_county()
     ids = {d.device_id for d in county.devices}
@@ -170,12 +171,16 @@ def test_example_scenario_fits_the_default_county() -> None:
     model = FleetModel(county.devices, FleetConfig(start_ts=START))
     scenario.install(model)
     steps = {o.step for o in model.messages_until(scenario.ends_at()) if o.step is not None}
-    silent = {s.where.number for s in scenario.steps if type(s).__name__ == "SilenceStep"}
-    assert steps == {n for n in range(1, len(scenario.steps) + 1)} - silent
+    quiet = {"SilenceStep", "ClockStep"}  # they change traffic but make no message themselves
+    talking = {s.where.number for s in scenario.steps if type(s).__name__ not in quiet}
+    assert steps == talking
+    raw = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert {key for step in raw["steps"] for key in step} >= set(STEP_KINDS)
 
 
 BAD_STEPS = [
-    ('at = 5\ndevice = "SD-1"\nevnt = "alarm"', "exactly one of event, ramp, silent_for, raw"),
+    ('at = 5\ndevice = "SD-1"\nevnt = "alarm"',
+     "exactly one of event, ramp, silent_for, raw, outage, garbage, clock_offset (found none)"),
     ('at = 5\ndevice = "SD-1"\nevent = "alarm"\nsilent_for = 3', "found event, silent_for"),
     ('device = "SD-1"\nevent = "alarm"', "at is required"),
     ('at = -1\ndevice = "SD-1"\nevent = "alarm"', "at must be a finite number >= 0"),

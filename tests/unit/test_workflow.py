@@ -486,7 +486,7 @@ def test_config_refuses_a_category_both_auto_and_person_closed() -> None:
 def test_config_fields_all_describe_themselves() -> None:
     for name, field in WorkflowConfig.model_fields.items():
         assert field.description, name
-    assert DEFAULT_CONFIG.auto_close_types == {"device_offline"}
+    assert DEFAULT_CONFIG.auto_close_types == {"device_offline", "camera_fault", "patrol_overdue"}
     assert DEFAULT_CONFIG.person_close_categories == {"fire", "electrical"}
 
 

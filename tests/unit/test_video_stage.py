@@ -1,0 +1,126 @@
+"""The video stage between the capture fleet and the alert stage: frames in order, hits
+applied between ingest batches, snapshots on raises only, back-pressure on a full inbox,
+nothing lost when applying fails, unreachable cameras ticked."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from detectors.base import Hit
+from detectors.video import VideoConfig
+from devices.registry import Device, FramePolygon
+from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame
+from ingest.video_stage import VideoStage
+from simulators.scenes import Scene, SceneSpec, Walk
+
+ZONE = FramePolygon(((0.3, 0.62), (0.82, 0.62), (0.9, 0.97), (0.22, 0.97)))
+CAMERA = Device(device_id="CAM-1", type="camera", rtsp_url="rtsp://x/1", zones=(ZONE,))
+
+
+class FakeConn:
+    """Only what the stage uses of a connection: a transaction that can fail."""
+
+    def __init__(self) -> None:
+        self.fail = False
+        self.transactions = 0
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        self.transactions += 1
+        yield
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.applied: list[Hit] = []
+        self.fail = False
+
+    async def __call__(self, conn: object, hits: list[Hit], now: float) -> None:
+        if self.fail:
+            raise RuntimeError("database gone")
+        self.applied.extend(hits)
+
+
+async def snapshot(conn: object, jpeg: bytes, hit: Hit) -> dict[str, object]:
+    assert jpeg[:2] == b"\xff\xd8"
+    return {"media_id": "M1", "url": "/api/v1/snapshots/M1", "content_type": "image/jpeg"}
+
+
+def stage_with(sink: Sink, **kw: object) -> VideoStage:
+    stage = VideoStage(sink, config=VideoConfig(), save_snapshot=snapshot, **kw)  # type: ignore[arg-type]
+    stage.set_cameras([CAMERA])
+    return stage
+
+
+async def feed_walk(stage: VideoStage, seconds: float = 25.0) -> None:
+    scene = Scene(SceneSpec("t", 11, seconds, (Walk(3, ((-0.1, 0.8), (1.1, 0.82)), 0.1),), (ZONE,)))
+    for seq, t in enumerate(scene.times(5.0), 1):
+        await stage.on_frame(CameraFrame("CAM-1", scene.frame(t), t, seq))
+
+
+async def test_a_walk_becomes_hits_with_a_snapshot_on_the_raise() -> None:
+    sink = Sink()
+    stage = stage_with(sink)
+    await feed_walk(stage)
+    conn = FakeConn()
+    await stage.periodic(conn, 100.0)  # type: ignore[arg-type]
+    kinds = [(h.type, h.phase) for h in sink.applied]
+    assert ("zone_intrusion", "raised") in kinds and ("zone_intrusion", "cleared") in kinds
+    for hit in sink.applied:
+        assert ("snapshot" in hit.evidence) == hit.raised
+    assert conn.transactions == 1 and stage.inbox_depth() == 0
+
+
+async def test_hits_that_fail_to_apply_are_applied_next_time() -> None:
+    sink = Sink()
+    stage = stage_with(sink)
+    await feed_walk(stage)
+    sink.fail = True
+    with pytest.raises(RuntimeError):
+        await stage.periodic(FakeConn(), 100.0)  # type: ignore[arg-type]
+    kept = stage.inbox_depth()
+    assert kept > 0 and sink.applied == []
+    sink.fail = False
+    await stage.periodic(FakeConn(), 101.0)  # type: ignore[arg-type]
+    assert stage.inbox_depth() == 0 and sink.applied
+
+
+async def test_a_full_inbox_holds_the_camera_back_instead_of_dropping_hits() -> None:
+    sink = Sink()
+    stage = stage_with(sink, inbox_max=1)
+    feeding = asyncio.create_task(feed_walk(stage))
+    # the walk makes more than one batch of hits: the feeder blocks on the second
+    await asyncio.wait({feeding}, timeout=2.0)
+    assert not feeding.done() and stage.inbox_depth() == 1
+    while not feeding.done():
+        await stage.periodic(FakeConn(), 100.0)  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+    await stage.periodic(FakeConn(), 100.0)  # type: ignore[arg-type]
+    phases = [h.phase for h in sink.applied if h.type == "zone_intrusion"]
+    assert phases[0] == "raised" and phases[-1] == "cleared"
+
+
+async def test_a_camera_giving_no_frame_is_reported_unreachable_on_ticks() -> None:
+    sink = Sink()
+    stage = stage_with(sink)
+    grey = np.full((360, 640, 3), 90, np.uint8)
+    for seq in range(1, 6):
+        await stage.on_frame(CameraFrame("CAM-1", grey, float(seq), seq))
+    stage.on_event(CameraEvent("CAM-1", CameraEventKind.NO_FRAME, 10.0))
+    for now in range(10, 200, 5):
+        await stage.periodic(FakeConn(), float(now))  # type: ignore[arg-type]
+    assert [(h.type, h.rule, h.phase) for h in sink.applied] == [
+        ("camera_fault", "unreachable", "raised")
+    ]
+    assert stage.faults("CAM-1") == {"unreachable"}
+
+
+async def test_cameras_removed_from_the_registry_are_forgotten() -> None:
+    stage = stage_with(Sink())
+    stage.set_cameras([])
+    assert stage.detectors == {} and stage.faults("CAM-1") == frozenset()
