@@ -176,8 +176,10 @@ async def authenticate(request: web.Request) -> Principal:
         raise _unauthorized(
             "this endpoint needs a bearer token (Authorization: Bearer gw_…)", invalid=False
         )
-    async with request.app[CONTEXT].pool.connection() as conn:
-        record = await tokens.authenticate(conn, text)
+    record = None
+    if tokens.parse_token(text) is not None:  # malformed ones never cost a database trip
+        async with request.app[CONTEXT].pool.connection() as conn:
+            record = await tokens.authenticate(conn, text)
     if record is None:
         log.warning(
             "rejected API token",

@@ -17,6 +17,7 @@ HealthProbe = Callable[[], dict[str, Any]]
 # room can be built and tested on its own.
 ROOMS = (
     "api.auth",
+    "api.input_errors",
     "api.events_api",
     "api.registry_api",
     "api.figures_api",

@@ -1,7 +1,10 @@
 """``GET /metrics``: Prometheus text exposition (interface.md, "Access and operations").
 
-**Open, like ``/healthz``**: no token (a scraper rarely carries one, and nothing here names
-a device, a grid or a person: only counts). Restrict it at the network if it must be.
+**Behind a token, like every route but ``/healthz`` and ``/readyz``**: any valid token, of
+any role and scope (nothing here names a device, a grid or a person: only counts across the
+service). Give the scraper a ``viewer`` token of its own (``gridwatch tokens create --role
+viewer --scope <county> --name prometheus``) and set it as the scrape job's
+``authorization: {credentials_file: …}``; revoking it stops the scrape and nothing else.
 
 One ``CollectorRegistry`` per application (no process-wide globals; two apps in one test
 process do not collide). Rooms add their own live metrics to it through
@@ -40,7 +43,6 @@ from prometheus_client.core import (
 )
 from psycopg_pool import PoolTimeout
 
-from api.auth import public
 from api.context import CONTEXT
 from outputs import LatencyHistogram
 
@@ -285,7 +287,6 @@ class _ScrapeCollector:
 COLLECTOR = web.AppKey("gridwatch_metrics_collector", _ScrapeCollector)
 
 
-@public
 async def metrics(request: web.Request) -> web.Response:
     app = request.app
     ctx = app[CONTEXT]

@@ -114,6 +114,13 @@ class MotionConfig(DetectorConfig):
         "changed: a region that matches it again is a ghost (what stood there has left) and "
         "is learnt at once; null: no ghost test.",
     )
+    ghost_edge_ratio: float | None = Field(
+        1.5, gt=0,
+        description="A region where a box was in the last frame whose outline is this many "
+        "times sharper in the background than in the picture is a ghost (the background holds "
+        "what has left, e.g. someone learnt while it restarted) and is learnt at once; "
+        "null: no outline test.",
+    )
     dilate_iterations: int = Field(1, ge=0, description="3×3 dilations of the changed pixels.")
     group_gap: int = Field(
         2, ge=0, description="Pieces closer than this (plane pixels) are one object."
@@ -324,6 +331,9 @@ class MotionDetector:
                                     cfg.threshold / gain):
                     learnt.append(r)
                     continue
+            if self._outlined_in_background(img, bg, changed, r, state.boxes):
+                learnt.append(r)
+                continue
             tx, ty, tw, th = cv2.boundingRect(mine)  # the changed pixels, without the dilation
             boxes.append(Box(r.x0 + tx, r.y0 + ty, r.x0 + tx + tw, r.y0 + ty + th, r.area))
         return boxes, learnt
@@ -333,8 +343,9 @@ class MotionDetector:
         """What moved in the last frame and is now inside ``r``, a region judged light as a
         whole: judged pixel by pixel around where it was, so that a beam or a lamp's pool
         sweeping over someone (or a dark figure whose region correlates with the background
-        by chance) does not take them with it. Kept: the dense blobs that are not lit and
-        continue the box of the last frame."""
+        by chance) does not take them with it. Kept: the dense blobs there that are not lit,
+        together, when they continue the box of the last frame, their detail is not the
+        background's and their outline is not the background's (a ghost)."""
         assert state.background is not None and self.cfg.lighting_ncc is not None
         out: list[Box] = []
         for p in state.boxes:
@@ -347,10 +358,36 @@ class MotionDetector:
             lit = regions.lit(img, state.background, changed, crop, self.cfg.lighting_ncc,
                               detail)
             rest = cv2.morphologyEx(cv2.subtract(mine, lit), cv2.MORPH_OPEN, self._kernel)
-            for b in self._dense(rest, crop, min_px):
-                if p.continues(b, 0.5) and b not in out:
+            pieces = self._dense(rest, crop, min_px / 4)
+            if not pieces:
+                continue
+            b = Box(min(q.x0 for q in pieces), min(q.y0 for q in pieces),
+                    max(q.x1 for q in pieces), max(q.y1 for q in pieces),
+                    sum(q.area for q in pieces))
+            if b.area >= min_px:
+                if not p.continues(b, 0.5) or any(_same(b, o) for o in out):
+                    continue
+                blob = regions.Region(b.x0, b.y0, b.x1, b.y1, b.area)
+                if self._outlined_in_background(img, state.background, changed, blob, (p,)):
+                    continue
+                sel = rest[b.y0 - crop.y0:b.y1 - crop.y0, b.x0 - crop.x0:b.x1 - crop.x0]
+                ncc = regions.correlation(img, state.background, sel, blob, detail)
+                if ncc is not None and ncc < self.cfg.lighting_ncc:
                     out.append(b)
         return out
+
+    def _outlined_in_background(self, img: np.ndarray, bg: np.ndarray, changed: np.ndarray,
+                                r: regions.Region, before: tuple[Box, ...]) -> bool:
+        """``r`` stands where a box stood in the last frame (the same place, mostly) and its
+        outline is sharper in the background than in the picture: a ghost, such as someone
+        learnt while the background restarted (lights switched), who has left since."""
+        ratio = self.cfg.ghost_edge_ratio
+        if ratio is None:
+            return False
+        box = Box(r.x0, r.y0, r.x1, r.y1, r.area)
+        if not any(_same(box, p, 0.5) for p in before):
+            return False
+        return regions.edge_ratio(img, bg, changed, r) >= ratio
 
     def _dense(self, mask: np.ndarray, r: regions.Region, min_px: float) -> list[Box]:
         """Boxes of the dense blobs of ``mask`` (a crop at ``r``) of at least ``min_px``."""
@@ -391,6 +428,7 @@ class MotionDetector:
             return replace(state, lo=lo, hi=hi, calibrating=left, last_ts=ts, changed=fraction,
                            settling=frames)
         background = np.median(np.stack(frames), axis=0).astype(np.float32)
+        kept: list[Box] = []
         if state.prior is not None and self.cfg.lighting_ncc is not None:
             old, boxes = state.prior
             detail = _MIN_DETAIL / self._gain(lo, hi)
@@ -400,8 +438,14 @@ class MotionDetector:
                                       detail)
                 if patch is not None:
                     background[inner.slices()] = patch
-        return MotionState(background, lo, hi, 0, ts, changed=fraction,
-                           recalibrations=state.recalibrations)
+                    kept.append(b)
+        previous = None
+        if kept:  # what still differs, for the next frame's tests, as if it had moved
+            delta = cv2.absdiff(img, background)
+            previous = np.where(delta > self.cfg.threshold / self._gain(lo, hi),
+                                np.uint8(255), np.uint8(0))
+        return MotionState(background, lo, hi, 0, ts, previous, changed=fraction,
+                           recalibrations=state.recalibrations, boxes=tuple(kept))
 
     def _smooth(self, luma: np.ndarray) -> np.ndarray:
         """Blurred luma as float32 (what the background is made of)."""
@@ -425,6 +469,19 @@ _MIN_DETAIL = 2.0  # on the stretched scale: less background detail cannot tell 
 def _rate(dt: float, tau: float) -> float:
     """Share of the new value taken after ``dt`` seconds with time constant ``tau``."""
     return 1.0 - math.exp(-dt / tau)
+
+
+def _same(a: Box, b: Box, iou: float | None = None) -> bool:
+    """Two boxes mostly over each other: half of the smaller one, or with ``iou`` their
+    intersection over their union at least that."""
+    ix = min(a.x1, b.x1) - max(a.x0, b.x0)
+    iy = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if ix <= 0 or iy <= 0:
+        return False
+    sa, sb = (a.x1 - a.x0) * (a.y1 - a.y0), (b.x1 - b.x0) * (b.y1 - b.y0)
+    if iou is not None:
+        return ix * iy >= iou * (sa + sb - ix * iy)
+    return 2 * ix * iy >= min(sa, sb)
 
 
 def _grown(b: Box, shape: tuple[int, ...]) -> regions.Region:

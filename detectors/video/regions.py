@@ -117,6 +117,26 @@ def is_light(img: np.ndarray, bg: np.ndarray, changed: np.ndarray, region: Regio
     return ncc >= min_ncc
 
 
+def correlation(img: np.ndarray, bg: np.ndarray, sel: np.ndarray, region: Region,
+                min_detail: float) -> float | None:
+    """:func:`is_light`'s correlation over the pixels ``sel`` (a uint8 crop at ``region``,
+    255 = judged), high-passed with the region's surroundings; None when the background has
+    less detail than ``min_detail`` there (light or not cannot be told)."""
+    m = 4
+    ys, xs = region.slices(m)
+    oy, ox = region.y0 - ys.start, region.x0 - xs.start
+    inner = (slice(oy, oy + sel.shape[0]), slice(ox, ox + sel.shape[1]))
+    pick = sel > 0
+    if int(pick.sum()) < 12:
+        return None
+    dc = _high_pass(img[ys, xs])[inner][pick]
+    db = _high_pass(bg[ys, xs])[inner][pick]
+    sb, sc = float(db.std()), float(dc.std())
+    if sb < min_detail or sc < 1e-3:
+        return None
+    return float(np.mean((dc - dc.mean()) * (db - db.mean()))) / (sb * sc)
+
+
 def is_ghost(img: np.ndarray, long: np.ndarray, changed: np.ndarray, region: Region,
              threshold: float) -> bool:
     """Most (60 %) of the region's changed pixels are within ``threshold`` of the long-term
@@ -153,13 +173,25 @@ def relit(old: np.ndarray, new: np.ndarray, inner: Region, margin: int, min_ncc:
         return None
     if float(np.mean((do - do.mean()) * (dn - dn.mean()))) / (so * sn) < min_ncc:
         return None
-    sigma = max(inner.x1 - inner.x0, inner.y1 - inner.y0) / 2
     ratio = n / np.maximum(o, np.float32(1.0))
-    num = cv2.GaussianBlur(ratio * ring, (0, 0), sigma)
-    den = cv2.GaussianBlur(ring, (0, 0), sigma)
-    light = num / np.maximum(den, np.float32(1e-3))
+    light = _smooth_fit(ratio, sel)
     out: np.ndarray = (o * light)[iy, ix]
     return out
+
+
+def _smooth_fit(values: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """A quadratic surface fitted to ``values`` where ``sel``, evaluated everywhere and kept
+    within the range of the fitted values (a lamp's pool varies smoothly over a person's
+    size; the range keeps an edge of the frame from extrapolating wildly)."""
+    h, w = values.shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx = xx / max(w - 1, 1) * 2 - 1
+    yy = yy / max(h - 1, 1) * 2 - 1
+    terms = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], axis=-1)
+    coef, *_ = np.linalg.lstsq(terms[sel], values[sel], rcond=None)
+    fitted: np.ndarray = (terms @ coef.astype(np.float32)).astype(np.float32)
+    known = values[sel]
+    return np.clip(fitted, float(known.min()), float(known.max()))
 
 
 def edge_ratio(img: np.ndarray, bg: np.ndarray, changed: np.ndarray, region: Region) -> float:

@@ -23,16 +23,17 @@ GRIDWATCH = str(Path(sys.executable).with_name("gridwatch"))
 class GridwatchProcess:
     """One `gridwatch run` with the given environment; its log is kept in :attr:`lines`."""
 
-    def __init__(self, env: dict[str, str], http_port: int) -> None:
+    def __init__(self, env: dict[str, str], http_port: int, args: tuple[str, ...] = ()) -> None:
         self.env = env
         self.http_port = http_port
+        self.args = args  # global options, e.g. ("--config", path)
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
         self._drain: threading.Thread | None = None
 
     def start(self, within: float = 90.0) -> None:
         proc = subprocess.Popen(
-            [GRIDWATCH, "run"], env=self.env, stderr=subprocess.PIPE, text=True,
+            [GRIDWATCH, *self.args, "run"], env=self.env, stderr=subprocess.PIPE, text=True,
             start_new_session=True,
         )  # fmt: skip
         assert proc.stderr is not None
@@ -93,6 +94,16 @@ class GridwatchProcess:
                     return report
             time.sleep(0.05)  # polling another process, bounded by the deadline
         raise AssertionError(f"not reached within {within} s: {report}")
+
+
+def poll(predicate: Any, within: float, what: str) -> None:
+    """Check ``predicate`` (state in another process) until it holds, or fail after
+    ``within`` seconds naming ``what``."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {within} s")
+        time.sleep(0.1)  # polling another process, bounded by the deadline
 
 
 @contextlib.contextmanager

@@ -581,8 +581,11 @@ async def test_subscriptions_api_scope_deliveries_and_metrics(
         status, one = await out.call("GET", f"/api/v1/subscriptions/{sub}", world.tokens["admin"])
         assert status == 200 and one["last_success_at"] is not None and one["failures"] == 0
 
-        # /metrics is open, like /healthz
+        # /metrics takes any valid token (a scraper's viewer token, say); none is refused
         async with out.session.get(out.base + "/metrics") as response:
+            assert response.status == 401
+        bearer = {"Authorization": f"Bearer {town1}"}
+        async with out.session.get(out.base + "/metrics", headers=bearer) as response:
             assert response.status == 200
             assert response.headers["Content-Type"].startswith("text/plain")
             text = await response.text()
