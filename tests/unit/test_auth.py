@@ -21,7 +21,8 @@ from alerts.workflow_state import WorkflowState
 from api.auth import PRINCIPAL, Principal, require, scope_condition
 from api.auth import principal as principal_of
 from api.context import ApiContext
-from api.events_api import change_of, decode_cursor, encode_cursor
+from api.event_actions import change_of
+from api.events_api import decode_cursor, encode_cursor
 from api.http import make_app
 from api.openapi import document
 from api.registry_api import redact_url
