@@ -48,6 +48,7 @@ _TLS_KEY = "tls-key.pem"
 # Above gridwatch's own payload limit, so that most oversize messages still reach the dead
 # letters with a reason; far larger ones are refused by the broker itself.
 DEFAULT_MAX_PACKET = 262144
+QUEUED_MESSAGES = 1_000_000  # as the embedded broker (gridwatch/embedded/mosquitto.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +108,11 @@ def render_broker_conf(files: BrokerFiles, settings: Settings) -> str:
         f"password_file {files.passwd}",
         f"acl_file {files.acl}",
         f"max_packet_size {DEFAULT_MAX_PACKET}",
+        "# gridwatch's persistent session holds devices' messages while gridwatch or its",
+        "# database is down: mosquitto's default of 1000 queued messages is seconds of a county.",
+        f"max_queued_messages {QUEUED_MESSAGES}",
+        "max_queued_bytes 0",
+        "persistence true",
     ]
     if b.tls_cert is not None and b.tls_key is not None:
         lines += [

@@ -283,9 +283,10 @@ class BrokerConfig(Section):
 
     auth: bool = Field(
         False,
-        description="Embedded broker: refuse anonymous clients and use the password file and "
-        "ACL written by `gridwatch broker config` (run it first); gridwatch connects as "
-        "service_username.",
+        description="Use the broker accounts written by `gridwatch broker config` (run it "
+        "first): the embedded broker refuses anonymous clients and enforces the ACL, and "
+        "gridwatch connects as service_username with the password kept in files_dir (also "
+        "to an external broker given these files), unless mqtt.username is set.",
     )
     service_username: str = Field(
         "gridwatch",

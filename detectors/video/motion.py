@@ -15,7 +15,10 @@ a global change) and adds what the field's false alarms call for:
    unmasked picture changed at once (lights switched, the camera turned, a lens covered) the
    background and the stretch restart from this frame; for ``calibration_frames`` frames
    nothing is reported, then the background is their per-pixel median (whoever walked or
-   whatever beam swept through the switch leaves no ghost);
+   whatever beam swept through the switch leaves no ghost); where a box was just before the
+   change, the old background is kept, relit as the new one is around it, when the detail
+   around it is the same (light changed, not the view): someone standing through the switch
+   stays foreground instead of being learnt;
 5. changed pixels, with those above half the threshold that touch them (hysteresis, for the
    fainter parts of a body) → dilate → contours; the pieces of one object are grouped
    (:func:`~detectors.video.regions.group`) and a group smaller than ``min_area`` dropped;
@@ -28,10 +31,17 @@ a global change) and adds what the field's false alarms call for:
 7. **light is not motion**: a group whose detail (the picture minus its local mean) is the
    background's, brighter or darker (correlation ≥ ``lighting_ncc``), is lit — a lamp, a
    beam, a shadow — and learnt at once; so is a group most of whose pixels are lit so in
-   their neighbourhood, but for the dense blobs in it that are not (someone under the lamp);
+   their neighbourhood, but for the dense blobs in it that are not (someone under the lamp).
+   Where a box was in the last frame, a group judged lit as a whole is judged again pixel by
+   pixel (a beam sweeping over someone, a dark figure correlating with the background by
+   chance): what is not lit there and continues that box is still motion (not in heavy
+   weather, whose streaks spoil the pixel test);
 8. **ghosts**: when something that stood long enough to be partly learnt leaves, the place
    differs from the background but matches the long-term background (``ghost_tau_s``,
-   learnt only where nothing changed): learnt at once;
+   learnt only where nothing changed): learnt at once; so is a group where a box was in the
+   last frame whose outline is sharper in the background than in the picture
+   (``ghost_edge_ratio``: what the background holds has left, e.g. someone learnt while the
+   background restarted);
 9. **selective update**: pixels inside motion boxes (grown by a quarter, for the faint parts
    of a body) are learnt with ``foreground_tau_s`` (a person standing still stays foreground
    that long), the rest with ``background_tau_s``;
@@ -115,7 +125,7 @@ class MotionConfig(DetectorConfig):
         "is learnt at once; null: no ghost test.",
     )
     ghost_edge_ratio: float | None = Field(
-        1.5, gt=0,
+        1.3, gt=0,
         description="A region where a box was in the last frame whose outline is this many "
         "times sharper in the background than in the picture is a ghost (the background holds "
         "what has left, e.g. someone learnt while it restarted) and is learnt at once; "
@@ -179,6 +189,19 @@ class Box:
         """Bottom centre: where a person stands."""
         return (self.x0 + self.x1) // 2, self.y1 - 1
 
+    def over(self, other: Box, iou: float | None = None) -> bool:
+        """The two boxes lie mostly over each other: their intersection is half of the smaller
+        one, or with ``iou``, at least that share of their union."""
+        ix = min(self.x1, other.x1) - max(self.x0, other.x0)
+        iy = min(self.y1, other.y1) - max(self.y0, other.y0)
+        if ix <= 0 or iy <= 0:
+            return False
+        sa = (self.x1 - self.x0) * (self.y1 - self.y0)
+        sb = (other.x1 - other.x0) * (other.y1 - other.y0)
+        if iou is not None:
+            return ix * iy >= iou * (sa + sb - ix * iy)
+        return 2 * ix * iy >= min(sa, sb)
+
     def continues(self, other: Box, reach: float) -> bool:
         """``other`` can be this box a frame later: it overlaps this box grown by ``reach`` ×
         its larger side, and neither is more than three times the other's area."""
@@ -207,6 +230,7 @@ class MotionState:
     recalibrations: int = 0
     settling: tuple[np.ndarray, ...] = ()  # the pictures since a restart, while settling
     prior: tuple[np.ndarray, tuple[Box, ...]] | None = None  # background and boxes before it
+    carried: bool = False  # the boxes are the ones carried through a restart, not yet seen
     boost: float = 1.0  # the threshold's factor for weather (clutter)
 
 
@@ -230,7 +254,7 @@ class MotionDetector:
         bg = state.background
         if (bg is None or bg.shape != plane.shape or state.last_ts is None
                 or not 0 <= ts - state.last_ts <= cfg.gap_reset_s):
-            return self._calibrate(plane, state, ts), ()
+            return self._calibrate(plane, state, ts, carry=False), ()
         dt = ts - state.last_ts
         a = _rate(dt, cfg.contrast_tau_s)
         lo = state.lo + a * (plane.lo - state.lo)
@@ -264,13 +288,17 @@ class MotionDetector:
         if cfg.hysteresis < 1.0:
             low = cfg.hysteresis * boost * cfg.threshold / gain
             changed = regions.hysteresis(changed, delta, low, mask)
-        found, learnt = self._regions(img, changed, state, gain * boost)
+        found, learnt, held = self._regions(img, changed, state, gain * boost)
         rate = np.full(img.shape, _rate(dt, cfg.background_tau_s), np.float32)
         for r in learnt:
             rate[r.slices()] = _rate(dt, cfg.lighting_tau_s)
         inside = np.zeros(img.shape, np.uint8)
         for b in found:  # grown: parts of a body too faint to count are not learnt either
-            inside[_grown(b, inside.shape).slices()] = 1
+            if b not in held:
+                inside[_grown(b, inside.shape).slices()] = 1
+        for crop, pixels in held.values():  # in light: only what is not lit
+            ys, xs = crop.slices()
+            inside[ys, xs] = cv2.bitwise_or(inside[ys, xs], cv2.dilate(pixels, self._kernel))
         rate[inside > 0] = _rate(dt, cfg.foreground_tau_s)
         background = bg + rate * (img - bg)
         long = state.long
@@ -283,8 +311,9 @@ class MotionDetector:
                            state.recalibrations, boost=boost), boxes
 
     def _regions(self, img: np.ndarray, changed: np.ndarray, state: MotionState,
-                 gain: float) -> tuple[list[Box], list[regions.Region]]:
-        """Motion boxes, and the regions to learn at once (light, ghosts)."""
+                 gain: float) -> tuple[list[Box], list[regions.Region], _Held]:
+        """Motion boxes, the regions to learn at once (light, ghosts), and the boxes found in
+        light by :meth:`_tracked` with the pixels that are theirs."""
         cfg = self.cfg
         bg = state.background
         assert bg is not None
@@ -299,6 +328,7 @@ class MotionDetector:
             near = cv2.dilate(state.previous, self._near) if cfg.consistency_px else state.previous
         boxes: list[Box] = []
         learnt: list[regions.Region] = []
+        held: _Held = {}
         for r in regions.group(contours, min_px / 4, cfg.group_gap):
             if r.area < min_px:
                 continue
@@ -311,18 +341,26 @@ class MotionDetector:
                 kept = cv2.bitwise_and(mine, near[ys, xs])
                 if cv2.countNonZero(kept) < min_px / 2:
                     continue
+            if self._outlined_in_background(img, bg, changed, r, state.boxes):
+                learnt.append(r)
+                continue
             if cfg.lighting_ncc is not None:
                 detail = _MIN_DETAIL / gain
                 if regions.is_light(img, bg, changed, r, cfg.lighting_ncc, detail):
                     learnt.append(r)
-                    boxes.extend(self._tracked(img, changed, state, r, min_px, detail))
+                    if state.boost < _CLEAR_WEATHER:
+                        rescued = self._tracked(img, changed, state, r, min_px, detail)
+                        held.update(rescued)
+                        boxes.extend(rescued)
                     continue
                 lit = regions.lit(img, bg, changed, r, cfg.lighting_ncc, detail)
                 if 2 * cv2.countNonZero(lit) >= cv2.countNonZero(mine):
                     # mostly light (a lamp came on): what moves in it is what is not lit
                     learnt.append(r)
                     rest = cv2.morphologyEx(cv2.subtract(mine, lit), cv2.MORPH_OPEN, self._kernel)
-                    boxes.extend(self._dense(rest, r, min_px))
+                    boxes.extend(b for b in self._dense(rest, r, min_px)
+                                 if not self._outlined_in_background(
+                                     img, bg, changed, _region(b), state.boxes))
                     continue
             if long is not None:
                 if long_scale is None:
@@ -331,23 +369,21 @@ class MotionDetector:
                                     cfg.threshold / gain):
                     learnt.append(r)
                     continue
-            if self._outlined_in_background(img, bg, changed, r, state.boxes):
-                learnt.append(r)
-                continue
             tx, ty, tw, th = cv2.boundingRect(mine)  # the changed pixels, without the dilation
             boxes.append(Box(r.x0 + tx, r.y0 + ty, r.x0 + tx + tw, r.y0 + ty + th, r.area))
-        return boxes, learnt
+        return boxes, learnt, held
 
     def _tracked(self, img: np.ndarray, changed: np.ndarray, state: MotionState,
-                 r: regions.Region, min_px: float, detail: float) -> list[Box]:
+                 r: regions.Region, min_px: float, detail: float) -> _Held:
         """What moved in the last frame and is now inside ``r``, a region judged light as a
         whole: judged pixel by pixel around where it was, so that a beam or a lamp's pool
         sweeping over someone (or a dark figure whose region correlates with the background
         by chance) does not take them with it. Kept: the dense blobs there that are not lit,
         together, when they continue the box of the last frame, their detail is not the
-        background's and their outline is not the background's (a ghost)."""
+        background's and their outline is not the background's (a ghost). Only those pixels
+        are then kept from being learnt: the light around them is learnt at once."""
         assert state.background is not None and self.cfg.lighting_ncc is not None
-        out: list[Box] = []
+        out: _Held = {}
         for p in state.boxes:
             if p.x1 <= r.x0 or p.x0 >= r.x1 or p.y1 <= r.y0 or p.y0 >= r.y1:
                 continue
@@ -365,15 +401,19 @@ class MotionDetector:
                     max(q.x1 for q in pieces), max(q.y1 for q in pieces),
                     sum(q.area for q in pieces))
             if b.area >= min_px:
-                if not p.continues(b, 0.5) or any(_same(b, o) for o in out):
+                if not p.continues(b, 0.5) or any(b.over(o) for o in out):
                     continue
-                blob = regions.Region(b.x0, b.y0, b.x1, b.y1, b.area)
+                blob = _region(b)
                 if self._outlined_in_background(img, state.background, changed, blob, (p,)):
                     continue
                 sel = rest[b.y0 - crop.y0:b.y1 - crop.y0, b.x0 - crop.x0:b.x1 - crop.x0]
                 ncc = regions.correlation(img, state.background, sel, blob, detail)
                 if ncc is not None and ncc < self.cfg.lighting_ncc:
-                    out.append(b)
+                    pixels = np.zeros(rest.shape, np.uint8)
+                    ys, xs = slice(b.y0 - crop.y0, b.y1 - crop.y0), slice(
+                        b.x0 - crop.x0, b.x1 - crop.x0)
+                    pixels[ys, xs] = rest[ys, xs]
+                    out[b] = (crop, pixels)
         return out
 
     def _outlined_in_background(self, img: np.ndarray, bg: np.ndarray, changed: np.ndarray,
@@ -385,7 +425,7 @@ class MotionDetector:
         if ratio is None:
             return False
         box = Box(r.x0, r.y0, r.x1, r.y1, r.area)
-        if not any(_same(box, p, 0.5) for p in before):
+        if not any(box.over(p) for p in before):
             return False
         return regions.edge_ratio(img, bg, changed, r) >= ratio
 
@@ -402,14 +442,20 @@ class MotionDetector:
         return out
 
     def _calibrate(self, plane: Plane, state: MotionState, ts: float,
-                   changed: float = 0.0) -> MotionState:
+                   changed: float = 0.0, carry: bool = True) -> MotionState:
+        """Restart the background from this frame. On a global change (``carry``) what was
+        moving in the last frame is carried through (:meth:`_settle`); after a gap or a
+        change of size nothing is: it may have left or moved meanwhile."""
         restarts = state.recalibrations + (state.background is not None)
         img = self._smooth(plane.luma)
-        prior = state.prior
-        if state.calibrating == 0:
-            prior = ((state.background, state.boxes)
-                     if state.background is not None and state.boxes
-                     and state.background.shape == img.shape else None)
+        prior = state.prior if carry else None
+        if carry and state.calibrating == 0:
+            # only what was seen moving (not what was carried through the last restart), and
+            # only things of a person's or a car's size: not a change of the whole view
+            small = tuple(b for b in state.boxes
+                          if (b.x1 - b.x0) * (b.y1 - b.y0) <= _CARRIED_SHARE * img.size)
+            prior = ((state.background, small)
+                     if state.background is not None and small and not state.carried else None)
         return MotionState(img, plane.lo, plane.hi, self.cfg.calibration_frames, ts,
                            changed=changed, recalibrations=restarts, settling=(img,),
                            prior=prior)
@@ -418,9 +464,12 @@ class MotionDetector:
                 fraction: float) -> MotionState:
         """A frame while settling after a restart. At the end the background is the per-pixel
         median of the settling frames, so that whoever walked or whatever beam swept through
-        the restart leaves no ghost (each pixel is background in most of the frames). Someone
-        standing still through it is learnt (seen again when they move): keeping the old
-        background there, relit like its surroundings, did no better on the clip set."""
+        the restart leaves no ghost (each pixel is background in most of the frames). Where a
+        box was just before the restart, the old background is put back, relit as the new one
+        is around the box (:func:`~detectors.video.regions.relit`), when the picture as a whole
+        and the detail around the box show the same view: someone standing still through a
+        switch of the lights stays foreground, and the boxes are carried on for the next
+        frame's tests (once: a restart right after it carries nothing)."""
         assert state.background is not None
         frames = (*state.settling, img)
         left = state.calibrating - 1
@@ -429,7 +478,8 @@ class MotionDetector:
                            settling=frames)
         background = np.median(np.stack(frames), axis=0).astype(np.float32)
         kept: list[Box] = []
-        if state.prior is not None and self.cfg.lighting_ncc is not None:
+        if (state.prior is not None and self.cfg.lighting_ncc is not None
+                and regions.same_view(state.prior[0], background, self.cfg.lighting_ncc)):
             old, boxes = state.prior
             detail = _MIN_DETAIL / self._gain(lo, hi)
             for b in boxes:
@@ -445,7 +495,8 @@ class MotionDetector:
             previous = np.where(delta > self.cfg.threshold / self._gain(lo, hi),
                                 np.uint8(255), np.uint8(0))
         return MotionState(background, lo, hi, 0, ts, previous, changed=fraction,
-                           recalibrations=state.recalibrations, boxes=tuple(kept))
+                           recalibrations=state.recalibrations, boxes=tuple(kept),
+                           carried=bool(kept))
 
     def _smooth(self, luma: np.ndarray) -> np.ndarray:
         """Blurred luma as float32 (what the background is made of)."""
@@ -462,6 +513,9 @@ class MotionDetector:
         return 255.0 / max(hi - lo, 255.0 / cfg.max_stretch)
 
 
+_Held = dict[Box, tuple[regions.Region, np.ndarray]]  # a box found in light, and its pixels
+_CLEAR_WEATHER = 2.0  # weather factor above which streaks spoil the pixel-by-pixel light test
+_CARRIED_SHARE = 0.1  # largest box (share of the picture) carried through a restart
 _RING = 10  # plane pixels around a box in which the light before and after a restart is compared
 _MIN_DETAIL = 2.0  # on the stretched scale: less background detail cannot tell light from motion
 
@@ -471,17 +525,8 @@ def _rate(dt: float, tau: float) -> float:
     return 1.0 - math.exp(-dt / tau)
 
 
-def _same(a: Box, b: Box, iou: float | None = None) -> bool:
-    """Two boxes mostly over each other: half of the smaller one, or with ``iou`` their
-    intersection over their union at least that."""
-    ix = min(a.x1, b.x1) - max(a.x0, b.x0)
-    iy = min(a.y1, b.y1) - max(a.y0, b.y0)
-    if ix <= 0 or iy <= 0:
-        return False
-    sa, sb = (a.x1 - a.x0) * (a.y1 - a.y0), (b.x1 - b.x0) * (b.y1 - b.y0)
-    if iou is not None:
-        return ix * iy >= iou * (sa + sb - ix * iy)
-    return 2 * ix * iy >= min(sa, sb)
+def _region(b: Box) -> regions.Region:
+    return regions.Region(b.x0, b.y0, b.x1, b.y1, b.area)
 
 
 def _grown(b: Box, shape: tuple[int, ...]) -> regions.Region:

@@ -10,7 +10,8 @@
 
 ``ts`` is the capture time in epoch seconds (the worker's clock; frames in order). Per frame:
 the plane is prepared once (:func:`~detectors.video.frames.prepare`), camera health judges it,
-motion finds boxes, and the zones turn boxes into conditions. While the picture is unusable
+motion finds boxes, :func:`~detectors.video.zones.stand` keeps the feet of figures whose lower
+part faded, and the zones turn boxes into conditions. While the picture is unusable
 (covered, frozen or the camera unreachable) open zone conditions are closed and no new ones
 are raised; motion keeps learning so that it recalibrates on the picture's return.
 """
@@ -28,7 +29,7 @@ from detectors.base import Hit
 from detectors.video.camera_health import CameraHealth, HealthConfig, HealthState
 from detectors.video.frames import PLANE_HEIGHT, Raster, prepare
 from detectors.video.motion import Box, MotionConfig, MotionDetector, MotionState
-from detectors.video.zones import ZoneConfig, ZoneDetector, ZoneState, named_zones
+from detectors.video.zones import Figure, ZoneConfig, ZoneDetector, ZoneState, named_zones, stand
 from devices.registry import Device, FramePolygon
 
 Hits = tuple[Hit, ...]
@@ -54,6 +55,7 @@ class CameraState:
     motion: MotionState
     zones: ZoneState
     health: HealthState
+    figures: tuple[Figure, ...] = ()  # the boxes of the last frame as the zones judged them
 
 
 class CameraDetectors:
@@ -103,14 +105,16 @@ class CameraDetectors:
         motion, boxes = state.motion, cast(tuple[Box, ...], ())
         if self.config.motion.enabled:
             motion, boxes = self.motion.detect(plane, motion, ts)
-        zones = state.zones
+        zones, figures = state.zones, state.figures
         if self.config.zones.enabled:
             if blind:
                 zones, found = self.zones.clear_all(zones, ts, "picture_lost")
+                figures = ()
             else:
+                boxes, figures = stand(boxes, figures, ts, self.config.zones, plane.shape[0])
                 zones, found = self.zones.on_boxes(boxes, plane, zones, ts)
             hits.extend(found)
-        return CameraState(motion, zones, health), tuple(hits)
+        return CameraState(motion, zones, health, figures), tuple(hits)
 
     def on_no_frame(self, state: CameraState, ts: float) -> tuple[CameraState, Hits]:
         if not self.config.health.enabled:
@@ -120,4 +124,4 @@ class CameraDetectors:
         if "unreachable" in health.active():
             zones, cleared = self.zones.clear_all(zones, ts, "unreachable")
             hits = hits + cleared
-        return CameraState(state.motion, zones, health), hits
+        return CameraState(state.motion, zones, health, state.figures), hits

@@ -12,7 +12,13 @@ mask of changed pixels (uint8, 255 = changed):
   local mean) is the background's detail, only brighter or darker — a lamp's pool, a
   headlight beam, a shadow;
 - :func:`is_ghost`: the region looks as it did before something stood there long enough to be
-  partly learnt (it matches the long-term background) — that something has left.
+  partly learnt (it matches the long-term background) — that something has left;
+  :func:`edge_ratio`: the region's outline is sharper in the background than in the picture —
+  what the background holds has left;
+- :func:`correlation`: :func:`is_light`'s measure over chosen pixels (what is left of a
+  region judged lit, once its lit pixels are taken out);
+- :func:`relit`: an old background in the light of a new one, for what stood through a
+  restart of the background, when :func:`same_view` says the view is the same.
 """
 
 from __future__ import annotations
@@ -177,6 +183,18 @@ def relit(old: np.ndarray, new: np.ndarray, inner: Region, margin: int, min_ncc:
     light = _smooth_fit(ratio, sel)
     out: np.ndarray = (o * light)[iy, ix]
     return out
+
+
+def same_view(old: np.ndarray, new: np.ndarray, min_ncc: float) -> bool:
+    """The two pictures show the same view, lit alike or not: the correlation of their detail
+    (high-passed, on a sparse grid) is at least ``min_ncc``. A switched lamp scales the detail
+    where it shines; a turned camera moves it."""
+    do = _high_pass(old)[::2, ::2].ravel()
+    dn = _high_pass(new)[::2, ::2].ravel()
+    so, sn = float(do.std()), float(dn.std())
+    if so < 1e-3 or sn < 1e-3:
+        return False
+    return float(np.mean((do - do.mean()) * (dn - dn.mean()))) / (so * sn) >= min_ncc
 
 
 def _smooth_fit(values: np.ndarray, sel: np.ndarray) -> np.ndarray:

@@ -3,13 +3,16 @@
 Zones are the camera's registry polygons (0–1 frame coordinates), named ``zone1``, ``zone2``…
 in registry order. A motion box is *in* a zone when its foot point (bottom centre: where a
 person stands) is inside it, or with ``anchor = "overlap"`` when at least ``min_overlap`` of
-the box lies inside.
+the box lies inside. Before that, :func:`stand` gives a box whose lower part faded (legs in
+the colour of the road, behind rain, in the dark) the bottom its track reached
+(``keep_height_s``), so that the foot point stays where the person stands.
 
 - ``zone_intrusion`` is raised when a box is in the zone for ``persist_frames`` consecutive
   frames, each box *continuing* one of the frame before (overlapping it once grown by
   ``continuity`` × its size, of a similar area): rain, insects and noise flicker in and out at
   random places and do not build a streak. It clears after ``clear_frames`` frames in which
-  no box in the zone carries on from the last one seen there (the reach grows with the gap).
+  no box in the zone carries on from the last one seen there (the reach grows with the gap;
+  a box mostly over that one carries on whatever its size: parts of a body fade and return).
 - ``loitering`` is raised when that presence has lasted ``dwell_s`` (gaps shorter than the
   clear delay included) and clears with it.
 - A camera without zones reports ``motion`` over the whole unmasked picture, with the same
@@ -57,6 +60,13 @@ class ZoneConfig(DetectorConfig):
     min_overlap: float = Field(
         0.3, gt=0, le=1, description="With anchor 'overlap': share of the box inside the zone."
     )
+    keep_height_s: float | None = Field(
+        5.0, gt=0,
+        description="A box that carries on a track of boxes but ends above where they reached "
+        "keeps that bottom for this long (s; while it stays in place, longer): its lower part "
+        "faded (legs in the colour of the road, in rain or in the dark) and the foot point "
+        "stays where the person stands; null: off.",
+    )
     continuity: float = Field(
         0.5, ge=0, description="A box continues one of the previous frame when it overlaps it "
         "grown by this many times its larger side (and their areas are within 3×)."
@@ -94,6 +104,52 @@ class ZoneTrack:
 
 
 ZoneState = tuple[ZoneTrack, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """A box as the zones judge it (its bottom possibly kept) and the two lowest-reaching boxes
+    of its track, as (bottom, when, top, x0 + x1)."""
+
+    box: Box
+    lowest: tuple[tuple[int, float, int, int], ...]
+
+
+def stand(boxes: Sequence[Box], before: Sequence[Figure], ts: float, cfg: ZoneConfig,
+          rows: int) -> tuple[tuple[Box, ...], tuple[Figure, ...]]:
+    """Where the figures of this frame stand. A box that carries on from a figure of the frame
+    before (``continuity``, and over half the narrower one's width: the same column) follows
+    its track, which remembers the two boxes of the last ``keep_height_s`` (or of any time
+    while it stays within half its width of where they were seen) that reached lowest. When
+    the box ends above the second of them (one low frame may be a merge with a beam or rain
+    below; twice is the feet), its top is not above that box's by more than an eighth of that
+    box's height, and it is 40–80 % of the height it would have (a few pixels less are only
+    the blur), it keeps that bottom: its lower part faded into the road, the rain or the dark,
+    and its foot point stays where the figure stands. ``rows``: the plane's height."""
+    keep = cfg.keep_height_s
+    figures = []
+    for b in boxes:
+        seen = [(b.y1, ts, b.y0, b.x0 + b.x1)]
+        if keep is not None:
+            track = None
+            for f in before:
+                across = min(b.x1, f.box.x1) - max(b.x0, f.box.x0)
+                if (2 * across >= min(b.x1 - b.x0, f.box.x1 - f.box.x0)
+                        and f.box.continues(b, cfg.continuity)
+                        and (track is None or f.lowest[0][0] > track.lowest[0][0])):
+                    track = f
+            if track is not None:  # still where it was seen, or not long ago
+                mid = b.x0 + b.x1
+                seen += [entry for entry in track.lowest if ts - entry[1] <= keep
+                         or abs(mid - entry[3]) <= b.x1 - b.x0]
+        lowest = tuple(sorted(seen, key=lambda e: (-e[0], -e[1]))[:2])
+        bottom, _, top, _ = lowest[-1]
+        box = b
+        if (b.y0 >= top - (bottom - top) / 8
+                and 0.4 * (bottom - b.y0) <= b.y1 - b.y0 <= 0.8 * (bottom - b.y0)):
+            box = Box(b.x0, b.y0, b.x1, min(rows, bottom), b.area)
+        figures.append(Figure(box, lowest))
+    return tuple(f.box for f in figures), tuple(figures)
 
 
 class ZoneDetector:
@@ -148,7 +204,8 @@ class ZoneDetector:
         cfg = self.cfg
         if track.active:  # present while a box carries on from the last one seen
             reach = cfg.continuity * (1 + track.absent)
-            going = tuple(b for b in inside if any(p.continues(b, reach) for p in track.boxes))
+            going = tuple(b for b in inside
+                          if any(p.continues(b, reach) or p.over(b) for p in track.boxes))
             if not going:
                 if track.absent + 1 >= cfg.clear_frames:
                     hits.extend(self._clear(zone, track, ts, "left"))

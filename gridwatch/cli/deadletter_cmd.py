@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from gridwatch.broker_access import BrokerAccessError
+from gridwatch.broker_files import service_credentials
 from gridwatch.cli import common
 from gridwatch.endpoints import command_broker_url, command_database
 from gridwatch.mqtt_publish import BoundedPublisher, PublishError
@@ -116,9 +118,13 @@ def replay(
                     console.print("nothing to replay")
                     return
                 try:
-                    publisher = BoundedPublisher(url, client_id="")
+                    username, password = service_credentials(settings)  # broker.auth: the ACL
+                    publisher = BoundedPublisher(
+                        url, client_id="", username=username, password=password,
+                        ca_file=settings.mqtt.tls_ca_file,
+                    )  # fmt: skip
                     publisher.connect()
-                except PublishError as exc:
+                except (PublishError, BrokerAccessError) as exc:
                     raise common.UserError(str(exc)) from None
                 done: list[int] = []
                 with Progress(console=console) as progress:

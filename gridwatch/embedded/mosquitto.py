@@ -31,6 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -57,6 +60,8 @@ from gridwatch.embedded.privileges import (
 )
 
 __all__ = ["MAX_INFLIGHT_MESSAGES", "MosquittoBroker"]
+
+log = logging.getLogger(__name__)
 
 #: See the module docstring: high enough never to cap a batch-acknowledging subscriber.
 MAX_INFLIGHT_MESSAGES = 65535
@@ -167,6 +172,7 @@ class MosquittoBroker:
         user = lookup_service_user(SERVICE_USER, package="mosquitto") if running_as_root() else None
         self._real_dir = prepare_state_dir(self.state_dir, user)
         self._check_auth_files(user)
+        self._stop_leftover()
         _check_port_free(self.host, self.port)
 
         self.conf_path.write_text(self._render_conf(as_root=user is not None))
@@ -229,6 +235,27 @@ class MosquittoBroker:
         return tail(self.log_path, lines, since)
 
     # -- internals ---------------------------------------------------------------------
+
+    def _stop_leftover(self, grace: float = 10.0) -> None:
+        """Stop a broker left running on this state dir by a gridwatch that was killed
+        (SIGKILL gives it no chance to stop its children, which run in their own session):
+        it holds the port, and its persistence is ours. SIGTERM, so that it saves it."""
+        try:
+            pid = int(self.pid_path.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (FileNotFoundError, ValueError):
+            return
+        if str(self.conf_path).encode() not in cmdline:
+            return  # the pid belongs to another process by now
+        log.warning("stopping a mosquitto left running by an earlier gridwatch (pid %d)", pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(_POLL_INTERVAL)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.pid_path.unlink(missing_ok=True)
 
     def _check_auth_files(self, user: ServiceUser | None) -> None:
         # mosquitto 2 reads these after dropping to its user: an unreadable file would only
@@ -318,6 +345,15 @@ class MosquittoBroker:
             # early exit at once.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._process.wait(min(_POLL_INTERVAL, max(remaining, 0.001)))
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _check_port_free(host: str, port: int) -> None:

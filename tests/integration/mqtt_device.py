@@ -93,3 +93,48 @@ class DeviceClient:
 
 def accepted(code: int) -> bool:
     return code in (0, NO_SUBSCRIBERS)
+
+
+class ResilientDevice:
+    """A device through a broker outage: QoS 1 publishes made while disconnected wait in
+    the client (as a device with flash storage keeps them) and go out, or out again, once it
+    has reconnected by itself. ``acked`` counts PUBACKs."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.endpoint = MqttEndpoint.from_url(url)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.reconnect_delay_set(0.05, 0.5)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)  # unbounded: nothing is dropped by the client
+        self.acked = 0
+        self.refused = 0
+        self._lock = threading.Condition()
+        self.client.on_publish = self._on_publish
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            if reason_code.is_failure and reason_code.value != NO_SUBSCRIBERS:
+                self.refused += 1
+            else:
+                self.acked += 1
+            self._lock.notify_all()
+
+    def connect(self) -> None:
+        self.client.connect(self.endpoint.host, self.endpoint.port, keepalive=10)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        info = self.client.publish(topic, payload, qos=1)
+        # NO_CONN: queued in the client, sent after the reconnect
+        assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), info.rc
+
+    def wait_acked(self, count: int, timeout: float) -> bool:
+        with self._lock:
+            return self._lock.wait_for(lambda: self.acked >= count, timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.client.on_publish = None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from detectors.video import regions
 from detectors.video.frames import Plane, Raster, prepare
 from detectors.video.motion import Box, MotionConfig, MotionDetector, MotionState
 from devices.registry import FramePolygon
@@ -130,3 +131,89 @@ def test_config_is_strict() -> None:
     with pytest.raises(ValidationError):
         MotionConfig(treshold=20)  # type: ignore[call-arg]  # the typo is the point
     assert MotionConfig(threshold=30).threshold == 30
+
+
+def _largest(boxes: tuple[Box, ...]) -> Box | None:
+    return max(boxes, key=lambda b: b.area) if boxes else None
+
+
+def _lamp_off(img: np.ndarray) -> np.ndarray:
+    """The lamp lighting the right part of the picture switched off."""
+    light = np.where(np.arange(W) < 130, 1.0, 0.4)[None, :]
+    return img * light
+
+
+def test_someone_standing_through_a_switch_of_the_lights_stays_foreground() -> None:
+    bg = _texture()
+    frames = [(i * 0.2, bg) for i in range(10)]
+    frames += [(2.0 + i * 0.2, _with_block(bg, 230 + 2 * (i % 2))) for i in range(10)]  # fidgets
+    frames += [(4.0 + i * 0.2, _lamp_off(_with_block(bg, 230 + 2 * (i % 2))))
+               for i in range(25)]
+    detector = MotionDetector()
+    state = detector.initial_state()
+    found = []
+    for t, img in frames:
+        state, boxes = detector.detect(_plane(img, t), state, t)
+        found.append(_largest(boxes))
+    assert state.recalibrations == 1
+    later = found[-15:]  # after the restart settled
+    assert sum(b is not None and abs(b.x0 - 230) <= 4 for b in later) >= 13
+
+
+def test_a_figure_learnt_while_the_background_restarted_leaves_no_lasting_ghost() -> None:
+    bg = _texture() * 0.25 + 90  # pavement, not a chessboard
+    frames = [(i * 0.2, bg) for i in range(10)]
+    # it arrives with the switch (not seen before it) and stays through the restart
+    frames += [(2.0 + i * 0.2, _lamp_off(_with_block(bg, 230, value=200))) for i in range(12)]
+    frames += [(4.4 + i * 0.2, _lamp_off(bg)) for i in range(15)]  # and leaves
+    detector = MotionDetector()
+    state = detector.initial_state()
+    found = []
+    for t, img in frames:
+        state, boxes = detector.detect(_plane(img, t), state, t)
+        found.append(boxes)
+    assert state.recalibrations == 1
+    assert any(found[-15:-10])  # the place it stood differs from the background at first
+    assert not any(found[-7:])  # and is learnt at once (in light's time), not over minutes
+
+
+def test_a_ghost_outline_is_in_the_background_not_in_the_picture() -> None:
+    bg = _texture().astype(np.float32)
+    plane = _plane(bg, 0.0)
+    img = MotionDetector()._smooth(plane.luma)
+    ghost = MotionDetector()._smooth(_plane(_with_block(bg, 100), 0.0).luma)
+    changed = np.where(np.abs(img - ghost) > 10, np.uint8(255), np.uint8(0))
+    r = regions.Region(96, 56, 118, 104, float(np.count_nonzero(changed)))
+    ratio = MotionConfig().ghost_edge_ratio
+    assert ratio is not None
+    assert regions.edge_ratio(img, ghost, changed, r) > ratio  # the block left: a ghost
+    assert regions.edge_ratio(ghost, img, changed, r) < 1 / ratio  # the block came: real
+
+
+def test_relit_puts_the_old_background_in_the_new_light() -> None:
+    bg = _texture().astype(np.float32)
+    light = (0.4 + 0.3 * np.arange(W) / W)[None, :].astype(np.float32)  # brighter to the right
+    inner = regions.Region(100, 60, 130, 120, 0.0)
+    patch = regions.relit(bg, bg * light, inner, 10, 0.55, 2.0)
+    assert patch is not None
+    want = (bg * light)[inner.slices()]
+    assert float(np.abs(patch - want).mean()) < 0.02 * float(want.mean())
+    turned = np.roll(bg, 40, axis=1)  # the view moved: not the same detail around
+    assert regions.relit(bg, turned, inner, 10, 0.55, 2.0) is None
+    assert regions.same_view(bg, bg * light, 0.55)
+    assert not regions.same_view(bg, turned, 0.55)
+
+
+def test_a_turned_camera_carries_nothing_through_the_restart() -> None:
+    bg = _texture()
+    frames = [(i * 0.2, bg) for i in range(10)]
+    frames += [(2.0 + i * 0.2, _with_block(bg, 230 + 2 * (i % 2))) for i in range(10)]
+    frames += [(4.0 + i * 0.2, np.roll(bg, 60, axis=1)) for i in range(25)]  # turned away
+    detector = MotionDetector()
+    state = detector.initial_state()
+    found = []
+    for t, img in frames:
+        state, boxes = detector.detect(_plane(img, t), state, t)
+        found.append(boxes)
+    assert state.recalibrations == 1  # once: the old view is not pasted back, again and again
+    assert not any(found[-15:])

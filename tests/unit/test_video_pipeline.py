@@ -35,8 +35,10 @@ ACROSS = ((-0.1, 0.8), (1.1, 0.82))
 
 
 def play(events: tuple[Event, ...], duration: float, *, brightness: float = 1.0,
-         zones: tuple[FramePolygon, ...] = (ZONE,), seed: int = 11) -> list[Hit]:
-    spec = SceneSpec("test", seed, duration, events, zones, brightness=brightness)
+         zones: tuple[FramePolygon, ...] = (ZONE,), seed: int = 11,
+         lamp: tuple[float, float] = (0.62, 0.55), lamp_on: bool = False) -> list[Hit]:
+    spec = SceneSpec("test", seed, duration, events, zones, brightness=brightness, lamp=lamp,
+                     lamp_on=lamp_on)
     scene = Scene(spec)
     detectors = CameraDetectors("CAM-1", VideoConfig(), scene.zones, scene.masks)
     state = detectors.initial_state()
@@ -70,6 +72,26 @@ def test_a_loiterer_is_loitering() -> None:
     hits = play((Walk(2, path, speed=0.1, pauses=(0, 14, 14)),), 50)
     assert raised(hits) == {("zone_intrusion", "zone1"): 1, ("loitering", "zone1"): 1}
     assert [h.phase for h in hits if h.type == "loitering"] == ["raised", "cleared"]
+
+
+@pytest.mark.parametrize("on", [True, False], ids=["lamp on", "lamp off"])
+def test_someone_standing_through_a_switch_of_the_lights_keeps_loitering(on: bool) -> None:
+    path = ((-0.1, 0.8), (0.5, 0.8), (0.52, 0.83), (1.1, 0.8))
+    stay = Walk(2, path, speed=0.1, pauses=(0, 14, 14), shirt=(150, 90, 40))
+    hits = play((stay, Lights(16, on)), 50, brightness=0.4, lamp=(0.5, 0.7), lamp_on=not on)
+    assert [(h.type, h.phase) for h in hits] == [
+        ("zone_intrusion", "raised"), ("loitering", "raised"), ("loitering", "cleared"),
+        ("zone_intrusion", "cleared")]  # not learnt into the background by the switch
+    assert hits[1].ts < 27  # 20 s after arriving at 6 s (and not after a new arrival)
+
+
+def test_a_beam_sweeping_over_a_walker_does_not_hide_them() -> None:
+    walker = Walk(3, ((-0.1, 0.8), (1.1, 0.81)), speed=0.17, shirt=(150, 90, 40),
+                  trousers=(200, 200, 200))
+    hits = play((walker, Headlights(3.6, 5.0, -1, 0.86, 1.2)), 12, brightness=0.45)
+    assert [(h.type, h.phase) for h in hits] == [
+        ("zone_intrusion", "raised"), ("zone_intrusion", "cleared")]
+    assert hits[0].ts < 6.5  # in the zone from about 5 s, in the beam's light
 
 
 def test_without_zones_a_camera_reports_motion() -> None:

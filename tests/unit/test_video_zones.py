@@ -8,7 +8,7 @@ import numpy as np
 from detectors.base import Hit
 from detectors.video.frames import prepare
 from detectors.video.motion import Box
-from detectors.video.zones import ZoneConfig, ZoneDetector, ZoneState, named_zones
+from detectors.video.zones import Figure, ZoneConfig, ZoneDetector, ZoneState, named_zones, stand
 from devices.registry import FramePolygon
 
 PLANE = prepare(np.zeros((360, 640, 3), np.uint8))  # 320×180
@@ -102,3 +102,52 @@ def test_clear_all_closes_what_is_open() -> None:
     assert [(h.phase, h.metric, h.evidence["reason"]) for h in cleared] == [
         ("cleared", "zone1", "unreachable")]
     assert detector.clear_all(state, 10.0, "unreachable")[1] == ()
+
+
+def _stand_all(frames: list[list[Box]], cfg: ZoneConfig | None = None,
+               dt: float = 0.2) -> list[tuple[Box, ...]]:
+    cfg = cfg or ZoneConfig()
+    figures: tuple[Figure, ...] = ()
+    out = []
+    for i, boxes in enumerate(frames):
+        judged, figures = stand(boxes, figures, i * dt, cfg, 180)
+        out.append(judged)
+    return out
+
+
+def test_a_figure_whose_legs_fade_keeps_standing_where_it_stood() -> None:
+    whole = [[Box(40 + 2 * i, 90, 60 + 2 * i, 150, 800)] for i in range(3)]
+    legless = [[Box(46 + 2 * i, 90, 66 + 2 * i, 122, 450)] for i in range(10)]
+    judged = _stand_all(whole + legless)
+    assert all(b[0].y1 == 150 for b in judged)  # the foot stays where the track reached
+    assert judged[-1][0].x0 == 64 and judged[-1][0].y0 == 90  # the rest is the box's own
+    off = _stand_all(whole + legless, ZoneConfig(keep_height_s=None))
+    assert off[-1][0].y1 == 122
+
+
+def test_one_low_frame_or_a_few_pixels_are_not_kept() -> None:
+    merged = [[Box(40, 90, 60, 122, 450)], [Box(41, 90, 61, 175, 900)]]  # a beam below, once
+    later = [[Box(42 + i, 90, 62 + i, 122, 450)] for i in range(5)]
+    assert all(b[0].y1 == 122 for b in _stand_all(merged + later)[2:])
+    blur = [[Box(40, 90, 60, 150, 800)], [Box(40, 90, 60, 151, 800)],
+            [Box(41, 90, 61, 146, 780)]]  # 10 % shorter: only the blur
+    assert _stand_all(blur)[-1][0].y1 == 146
+
+
+def test_a_walker_keeps_the_bottom_for_keep_height_s_only() -> None:
+    whole = [[Box(20, 90, 40, 150, 800)], [Box(24, 90, 44, 150, 800)]]
+    walking = [[Box(28 + 4 * i, 90, 48 + 4 * i, 122, 450)] for i in range(40)]  # 8 s
+    judged = _stand_all(whole + walking, ZoneConfig(keep_height_s=2.0))
+    assert judged[8][0].y1 == 150  # 1.6 s on
+    assert judged[-1][0].y1 == 122  # long gone from where its feet were seen
+    standing = [[Box(24 + i % 2, 90, 44 + i % 2, 122, 450)] for i in range(40)]
+    judged = _stand_all(whole + standing, ZoneConfig(keep_height_s=2.0))
+    assert judged[-1][0].y1 == 150  # still in place: still standing there
+
+
+def test_a_box_over_the_last_one_carries_the_presence_on_whatever_its_size() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]))
+    small = [[Box(30, 130, 38, 150, 120)] for _ in range(4)]  # only the legs showed
+    whole = [[Box(26, 90, 46, 152, 1000)] for _ in range(15)]  # then the whole body, 8× more
+    _, hits = _feed(detector, small + whole)
+    assert [h.phase for h in hits] == ["raised"]  # one presence, not cleared in between
