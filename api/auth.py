@@ -259,6 +259,13 @@ async def grid_ancestors(conn: psycopg.AsyncConnection[Any], code: str) -> tuple
     return None if row is None else tuple(row[0] or ())
 
 
+async def sees(conn: psycopg.AsyncConnection[Any], who: Principal, grid_code: str | None) -> bool:
+    """Whether ``who`` may see something placed in ``grid_code`` (None: unplaced)."""
+    if grid_code is None:
+        return who.can_see(None)
+    return who.can_see(grid_code, await grid_ancestors(conn, grid_code) or ())
+
+
 async def check_grid_param(
     conn: psycopg.AsyncConnection[Any], who: Principal, code: str, *, name: str = "grid"
 ) -> tuple[str, ...]:

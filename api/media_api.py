@@ -17,7 +17,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from api import openapi as oa
-from api.auth import grid_ancestors, http_error, principal
+from api.auth import http_error, principal, sees
 from api.context import CONTEXT, ApiContext
 from storage.media import MediaItem, MediaStore
 
@@ -41,13 +41,7 @@ async def get_media(request: web.Request) -> web.StreamResponse:
     store = media_store(ctx)
     async with ctx.pool.connection() as conn:
         item = await store.get(conn, media_id)
-        visible = False
-        if item is not None:
-            if item.grid_code is None:
-                visible = who.can_see(None)
-            else:
-                ancestors = await grid_ancestors(conn, item.grid_code)
-                visible = who.can_see(item.grid_code, ancestors or ())
+        visible = item is not None and await sees(conn, who, item.grid_code)
     if item is None or not visible:
         raise http_error(404, "not_found", f"no media {media_id!r}")
     etag = f'"{item.sha256}"'

@@ -20,10 +20,10 @@ from api import openapi as oa
 from api.auth import (
     Principal,
     check_grid_param,
-    grid_ancestors,
     http_error,
     principal,
     respond,
+    sees,
 )
 from api.context import CONTEXT
 from devices import registry_store
@@ -165,13 +165,7 @@ async def visible_device(
     """The device, if ``who`` may see it (its grid in the scope); else 404, the same answer
     as for a device the registry does not hold."""
     device = await registry_store.get_device(conn, device_id)
-    visible = False
-    if device is not None:
-        if device.grid_code is None:
-            visible = who.can_see(None)
-        else:
-            ancestors = await grid_ancestors(conn, device.grid_code)
-            visible = who.can_see(device.grid_code, ancestors or ())
+    visible = device is not None and await sees(conn, who, device.grid_code)
     if device is None or not visible:
         raise http_error(404, "not_found", f"no device {device_id!r}")
     return device
