@@ -1,8 +1,9 @@
 """``gridwatch demo``: gridwatch on embedded defaults with a simulated county reporting to it.
 
-The county (grids, members, ~900 devices) is generated once under the data dir, imported,
-and its fleet publishes over MQTT with time compressed, plus the example scenario (fires,
-a leak ramp, a burst pipe, a silent device, a garbage payload) replayed every cycle.
+The county (grids, members, ~900 sensors and cameras, patrol tags, resources) is generated
+once under the data dir and imported; its fleet publishes over MQTT with time compressed,
+plus the example scenario (fires, a leak ramp, a burst pipe, a silent device, a garbage
+payload) replayed every cycle, and the RTSP simulator serves its cameras.
 """
 
 from __future__ import annotations
