@@ -1,10 +1,11 @@
 """``GET /metrics``: Prometheus text exposition (interface.md, "Access and operations").
 
 **Behind a token, like every route but ``/healthz`` and ``/readyz``**: any valid token, of
-any role and scope (nothing here names a device, a grid or a person: only counts across the
-service). Give the scraper a ``viewer`` token of its own (``gridwatch tokens create --role
-viewer --scope <county> --name prometheus``) and set it as the scrape job's
-``authorization: {credentials_file: …}``; revoking it stops the scrape and nothing else.
+any role and scope (nothing here names a grid or a person, and devices only as the
+``camera`` label of the per-camera series of the cameras this worker pulls). Give the
+scraper a ``viewer`` token of its own (``gridwatch tokens create --role viewer --scope
+<county> --name prometheus``) and set it as the scrape job's ``authorization:
+{credentials_file: …}``; revoking it stops the scrape and nothing else.
 
 One ``CollectorRegistry`` per application (no process-wide globals; two apps in one test
 process do not collide). Rooms add their own live metrics to it through
