@@ -240,6 +240,37 @@ def test_metrics_render_the_contracts_series_from_health_and_the_database() -> N
     assert [m.name for m in without_db][-1] == "gridwatch_scrape_database_ok"
 
 
+def test_metrics_have_a_series_per_camera_this_worker_pulls() -> None:
+    health = {
+        "cameras": {
+            "per_camera": [
+                {"camera_id": "CAM-1", "connected": True, "fps_in": 15.0, "fps_analysed": 5.0,
+                 "frames_dropped": 3, "reconnects": 1, "faults": ["covered"]},
+                {"camera_id": "CAM-2", "connected": False, "fps_in": 0.0, "fps_analysed": 0.0,
+                 "frames_dropped": 0, "reconnects": 4, "faults": []},
+            ]
+        }
+    }  # fmt: skip
+    registry = CollectorRegistry()
+
+    class Once:
+        def collect(self) -> Any:
+            return families(health, None, [])
+
+    registry.register(Once())
+    text = generate_latest(registry).decode()
+    for line in [
+        'gridwatch_camera_fps{camera="CAM-1",stage="in"} 15.0',
+        'gridwatch_camera_fps{camera="CAM-1",stage="analysed"} 5.0',
+        'gridwatch_camera_connected{camera="CAM-2"} 0.0',
+        'gridwatch_camera_frames_dropped_total{camera="CAM-1"} 3.0',
+        'gridwatch_camera_reconnects_total{camera="CAM-2"} 4.0',
+        'gridwatch_camera_fault{camera="CAM-1",fault="covered"} 1.0',
+    ]:
+        assert line in text, line
+    assert 'fault{camera="CAM-2"' not in text
+
+
 # --- the stream's fan-out ------------------------------------------------------------------
 
 
