@@ -35,11 +35,7 @@ async def list_cameras(request: web.Request) -> web.Response:
             await check_grid_param(conn, who, grid)
         elif not who.unrestricted:
             grid = who.scope
-        cameras = [
-            d
-            for d in await registry_store.list_devices(conn, grid=grid, limit=100_000)
-            if d.rtsp_url
-        ]
+        cameras = await registry_store.load_cameras(conn, grid=grid)
         statuses = {
             s.camera_id: s for s in await list_statuses(conn, [d.device_id for d in cameras])
         }

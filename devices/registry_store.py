@@ -232,6 +232,12 @@ async def upsert_devices(conn: Connection, devices: Iterable[Device]) -> UpsertC
         return await merge(conn, "devices", "device_id", DEVICE_COLUMNS, written)
 
 
+# Devices placed in grid %(grid)s or any grid below it.
+_IN_SUBTREE = sql.SQL(
+    "grid_code IN (SELECT code FROM grids WHERE code = %(grid)s OR %(grid)s = ANY(ancestors))"
+)
+
+
 async def list_devices(
     conn: Connection,
     *,
@@ -245,12 +251,7 @@ async def list_devices(
     conditions: list[sql.Composable] = []
     params: dict[str, object] = {"limit": limit, "offset": offset}
     if grid is not None:
-        conditions.append(
-            sql.SQL(
-                "grid_code IN (SELECT code FROM grids"
-                " WHERE code = %(grid)s OR %(grid)s = ANY(ancestors))"
-            )
-        )
+        conditions.append(_IN_SUBTREE)
         params["grid"] = grid
     if type is not None:
         conditions.append(sql.SQL("type = %(type)s"))
@@ -273,12 +274,18 @@ async def get_device(conn: Connection, device_id: str) -> Device | None:
     return device_from_row(rows[0]) if rows else None
 
 
-async def load_cameras(conn: Connection) -> list[Device]:
-    """The devices with a stream to pull, with their zones and masks."""
-    query = sql.SQL("SELECT {} FROM devices WHERE rtsp_url IS NOT NULL ORDER BY device_id").format(
+async def load_cameras(conn: Connection, *, grid: str | None = None) -> list[Device]:
+    """The devices with a stream to pull, with their zones and masks; ``grid`` selects the
+    cameras of that grid's whole subtree."""
+    query = sql.SQL("SELECT {} FROM devices WHERE rtsp_url IS NOT NULL").format(
         column_list(DEVICE_COLUMNS)
     )
-    return [device_from_row(row) for row in await fetch(conn, query)]
+    params: dict[str, object] = {}
+    if grid is not None:
+        query += sql.SQL(" AND ") + _IN_SUBTREE
+        params["grid"] = grid
+    query += sql.SQL(" ORDER BY device_id")
+    return [device_from_row(row) for row in await fetch(conn, query, params)]
 
 
 async def load_device_index(conn: Connection) -> dict[str, DeviceEntry]:
