@@ -128,6 +128,12 @@ def configure_ffmpeg(settings: CaptureSettings) -> dict[str, str]:
     return effective
 
 
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes | None:
+    """``image`` (BGR) as JPEG at ``quality``; None when OpenCV cannot encode it."""
+    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return encoded.tobytes() if ok else None
+
+
 def redact(url: str) -> str:
     """``url`` without its password (cameras are often ``rtsp://admin:pass@host/...``)."""
     parts = urlsplit(url)

@@ -21,7 +21,7 @@ import numpy as np
 import psycopg
 
 from devices.registry import Device
-from ingest.camera_capture import CameraSource, CaptureSettings
+from ingest.camera_capture import CameraSource, CaptureSettings, encode_jpeg
 from ingest.camera_leases import CameraLeases
 from ingest.cameras import CameraFleet, CameraStats
 from ingest.video_stage import VideoStage
@@ -143,5 +143,4 @@ def _preview(image: np.ndarray, width: int) -> bytes | None:
     if w > width:
         size = (width, max(1, round(h * width / w)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, PREVIEW_QUALITY])
-    return encoded.tobytes() if ok else None
+    return encode_jpeg(image, PREVIEW_QUALITY)

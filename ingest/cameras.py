@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import cv2
-
 from devices.registry import Device
 from ingest.camera_capture import (
     CameraEvent,
@@ -43,6 +41,7 @@ from ingest.camera_capture import (
     CaptureWorker,
     RateMeter,
     configure_ffmpeg,
+    encode_jpeg,
     redact,
 )
 
@@ -390,10 +389,9 @@ class CameraFleet:
             cached = camera.jpeg
             if cached is not None and cached[0] == frame.seq and cached[1] == q:
                 return cached[2]
-            ok, encoded = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, q])
-            if not ok:
+            data = encode_jpeg(frame.image, q)
+            if data is None:
                 return None
-            data = encoded.tobytes()
             camera.jpeg = (frame.seq, q, data)
             return data
 

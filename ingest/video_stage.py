@@ -19,7 +19,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import cv2
 import msgspec
 import numpy as np
 import psycopg
@@ -28,7 +27,7 @@ from detectors.base import Hit
 from detectors.video.annotate import annotate
 from detectors.video.pipeline import CameraDetectors, CameraState, VideoConfig
 from devices.registry import Device, FramePolygon
-from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame
+from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame, encode_jpeg
 from ingest.detection_stage import HitSink
 
 log = logging.getLogger(__name__)
@@ -205,8 +204,7 @@ def _snapshot(
     quality: int,
 ) -> bytes:
     """The deciding frame with the zones and the boxes drawn, as JPEG."""
-    drawn = annotate(image, zones, boxes)
-    ok, encoded = cv2.imencode(".jpg", drawn, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
+    data = encode_jpeg(annotate(image, zones, boxes), quality)
+    if data is None:
         raise ValueError("JPEG encoding failed")
-    return encoded.tobytes()
+    return data
