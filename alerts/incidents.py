@@ -191,6 +191,10 @@ class AlertStage:
             log.info("deadlines passed: events escalated", extra={"escalated": count})
 
 
+# Changes logged at INFO besides "opened"; the rest (more alarms, clears) at DEBUG.
+_LOUD = frozenset({"escalated", "closed"})
+
+
 def _log_change(change: EventChange) -> None:
     """One line per committed change, with the ids an on-call engineer searches logs by:
     opened, escalated and closed at INFO, the rest (more alarms, clears) at DEBUG."""
@@ -212,6 +216,3 @@ def _log_change(change: EventChange) -> None:
             "change": change.cloudevent,
         },
     )
-
-
-_LOUD = frozenset({"escalated", "closed"})
