@@ -2,7 +2,10 @@
 
 Each event is one CloudEvent (``outputs.cloudevents``) in ``data:``, with ``id:`` = the
 change's ``seq``; there is no ``event:`` field, so a browser's ``EventSource.onmessage``
-gets them all (the CloudEvent ``type`` says which change it is). ``?grid=`` keeps a
+gets them all (the CloudEvent ``type`` says which change it is). The one exception: while
+the database is away, provisional alerts (:mod:`alerts.provisional`, found on spooled
+messages, not yet grid events) come as ``event: provisional`` with no ``id:``, so they
+never move the resume point and ``onmessage`` does not see them. ``?grid=`` keeps a
 subtree (within the token's scope; 403 outside it), ``?severity=red,orange`` some colours.
 
 **Resume.** A client that reconnects with ``Last-Event-ID: <seq>`` (browsers do it by
@@ -32,6 +35,7 @@ import psycopg
 from aiohttp import web
 from prometheus_client import Counter, Gauge
 
+from alerts.provisional import ProvisionalAlert
 from api import openapi as oa
 from api.auth import Principal, check_grid_param, http_error, require
 from api.context import CONTEXT
@@ -94,6 +98,7 @@ class Client:
     queue: asyncio.Queue[tuple[float, bytes]]
     transport: asyncio.BaseTransport | None = None
     cut_off: bool = False
+    sees: Callable[[ProvisionalAlert], bool] | None = None  # which provisional alerts it gets
 
 
 @dataclass(slots=True)
@@ -146,6 +151,18 @@ class LiveTail:
                 except asyncio.QueueFull:
                     self._cut_off(client)
             self.position = row.seq
+
+    def provisional(self, body: bytes, alert: ProvisionalAlert) -> None:
+        """A provisional alert (database away): ``event: provisional``, no ``id:`` (it is
+        not a change of the log, so it never moves a client's resume point)."""
+        data = b"event: provisional\ndata: %s\n\n" % body
+        for client in list(self.clients):
+            if client.sees is None or not client.sees(alert):
+                continue
+            try:
+                client.queue.put_nowait((time.time(), data))
+            except asyncio.QueueFull:
+                self._cut_off(client)
 
     def _cut_off(self, client: Client) -> None:
         client.cut_off = True
@@ -246,7 +263,15 @@ async def stream(request: web.Request) -> web.StreamResponse:
     def match(row: LogRow) -> bool:
         return who.can_see(row.grid_code, row.ancestors) and wanted.matches(row)
 
+    def sees(alert: ProvisionalAlert) -> bool:
+        return (
+            who.can_see(alert.grid_code, alert.ancestors)
+            and (grid is None or alert.grid_code == grid or grid in alert.ancestors)
+            and (severities is None or alert.severity in severities)
+        )
+
     client = tail.subscribe(match, last_seen)
+    client.sees = sees
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

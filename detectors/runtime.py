@@ -54,6 +54,15 @@ class DetectionRuntime:
         self._by_profile[id(profile)] = (profile, engine)
         return engine
 
+    def fork(self) -> DetectionRuntime:
+        """A runtime that starts from this one's states and goes its own way (states are
+        frozen, so copying the mapping is enough); the engines are shared."""
+        other = DetectionRuntime()
+        other._engines = self._engines
+        other._by_profile = self._by_profile
+        other.states = dict(self.states)
+        return other
+
     def missing(self, device_ids: Iterable[str]) -> list[str]:
         return sorted({d for d in device_ids if d not in self.states})
 

@@ -165,6 +165,13 @@ class IngestConfig(Section):
     device_burst: int = Field(
         300, ge=1, description="Messages one device may send at once above its rate."
     )
+    spool_max_mb: int = Field(
+        1024,
+        ge=0,
+        description="While the database is away, checked batches are saved under "
+        "<data_dir>/spool/<mqtt.client_id> (acknowledged, written when it is back) up to this "
+        "size; beyond it, or with 0, messages wait unacknowledged in the broker.",
+    )
 
 
 class AlertsConfig(Section):
@@ -196,6 +203,11 @@ class OutputsConfig(Section):
     """Downstream: the MQTT event feed, webhooks and the live stream."""
 
     feed_enabled: bool = Field(True, description="Publish every change on gridwatch/v1/events/…")
+    provisional_enabled: bool = Field(
+        True,
+        description="During a database outage, publish alerts found on spooled messages on "
+        "gridwatch/v1/provisional/… and relay every worker's to the live stream.",
+    )
     feed_client_id: str | None = Field(
         None,
         description="MQTT client id of the feed (default <mqtt.client_id>-feed), one per worker.",
@@ -260,8 +272,9 @@ class VideoSection(Section):
         "core). Cameras already run side by side; 1 avoids thread hand-offs per frame.",
     )  # fmt: skip
     snapshot_retention_days: int = Field(
-        30, ge=1, description="Snapshots older than this go, unless their event is still open."
-    )
+        30, ge=1,
+        description="Snapshots and clips older than this go, unless their event is still open.",
+    )  # fmt: skip
     max_cameras: int = Field(
         0, ge=0, description="Most cameras one worker pulls; 0 = a fair share of the live workers."
     )
@@ -271,6 +284,27 @@ class VideoSection(Section):
     preview_width: int = Field(
         640, ge=80, le=1920,
         description="Width of the latest frame kept in the database for other workers' API.",
+    )  # fmt: skip
+    clips: bool = Field(
+        True,
+        description="Keep a short WebM clip around each video raise, added to the event's "
+        "evidence (detail.clip) a few seconds after its snapshot.",
+    )
+    clip_width: int = Field(
+        480, ge=64, le=1920,
+        description="Width of clip frames: each analysed frame is downscaled to it once, for "
+        "the pre-roll.",
+    )  # fmt: skip
+    clip_pre_s: float = Field(
+        2.0, ge=0, le=10, description="Seconds before the raise a clip starts (the pre-roll)."
+    )
+    clip_post_s: float = Field(
+        3.0, ge=0, le=30, description="Seconds after the raise a clip goes on."
+    )
+    clip_queue: int = Field(
+        8, ge=1, le=256,
+        description="Clips finished but not yet encoded and stored; a clip beyond is skipped "
+        "(counted in /readyz cameras.clips).",
     )  # fmt: skip
     detectors: VideoConfig = Field(
         default_factory=VideoConfig, description="Motion, zones and camera-health settings."

@@ -23,9 +23,11 @@ from psycopg_pool import AsyncConnectionPool
 from alerts.correlation import DeviceContext
 from alerts.figures import CHINA_TZ
 from alerts.incidents import AlertRules, AlertStage
+from alerts.provisional import provisional_alerts
 from alerts.safety_index import compute_daily
 from api.context import ApiContext
 from api.http import make_app
+from api.stream import TAIL, LiveTail
 from detectors.base import Hit
 from devices.messages import RejectReason
 from devices.registry_store import load_cameras
@@ -34,15 +36,20 @@ from gridwatch.config import Settings
 from gridwatch.endpoints import Endpoints
 from ingest.camera_capture import CaptureSettings
 from ingest.camera_supervisor import CameraSupervisor
+from ingest.clip_recorder import ClipRecorder
 from ingest.detection_stage import DetectionStage, HitSink
 from ingest.known_devices import REGISTRY_CHANNEL, load_device_contexts, load_known_devices
 from ingest.mqtt_source import MqttEndpoint, MqttSource
 from ingest.pipeline import IngestPipeline, StoredHook
+from ingest.provisional import ProvisionalDetection
 from ingest.rate_limit import DeviceRateLimiter, RateLimitStage
+from ingest.spool import DiskSpool
 from ingest.topics import UplinkTopics
 from ingest.validate import Limits, Validator
+from ingest.video_clips import ClipSettings
 from ingest.video_stage import VideoStage
 from outputs.mqtt_feed import MqttFeed
+from outputs.provisional_relay import ProvisionalRelay
 from outputs.webhooks import WebhookDispatcher
 from storage.media import MediaStore
 from storage.migrate import migrate
@@ -66,6 +73,8 @@ class Service:
         self.http_url = ""
         # Called with every stored batch, in order; detection subscribes here.
         self.stored_listeners: list[StoredHook] = []
+        # Called with every batch saved to the spool while the database is away.
+        self.spooled_listeners: list[StoredHook] = []
         # Called with every batch of detector hits, inside the transaction that stores them.
         self.hit_sinks: list[HitSink] = []
         self.detection: DetectionStage | None = None
@@ -77,6 +86,8 @@ class Service:
         self.video: VideoStage | None = None
         self.media = MediaStore(settings.data_dir.resolve() / "media")
         self.cameras: CameraSupervisor | None = None
+        self.provisional: ProvisionalDetection | None = None
+        self.relay: ProvisionalRelay | None = None
         # Printed once, on the first start (also kept in <data dir>/admin-token, mode 0600).
         self.admin_token: str | None = None
         self._stop = asyncio.Event()
@@ -108,6 +119,7 @@ class Service:
                 "registered": len(self.cameras.cameras),
                 "video_hits": self.video.hits if self.video else 0,
                 "snapshots": self.video.snapshots if self.video else 0,
+                "clips": self.video.clips.stats() if self.video and self.video.clips else {},
                 "per_camera": [
                     {
                         "camera_id": st.camera_id,
@@ -131,10 +143,30 @@ class Service:
                 "mqtt_pending": source.pending() if source else 0,
                 "batches_waiting": pipeline.queue_depth() if pipeline else 0,
             },
+            "spool": self._spool_health(),
             "devices_known": len(self.validator.devices) if self.validator else 0,
             "detector_hits": self.detection.hits if self.detection else 0,
             "events_opened": self.alerts.opened if self.alerts else 0,
             "events_escalated": self.alerts.escalated if self.alerts else 0,
+        }
+
+    def _spool_health(self) -> dict[str, object]:
+        spool = self.pipeline.spool if self.pipeline else None
+        if spool is None:
+            return {"enabled": False}
+        provisional, relay = self.provisional, self.relay
+        return {
+            "enabled": True,
+            "batches": len(spool),
+            "bytes": spool.bytes,
+            "max_bytes": spool.max_bytes,
+            "spooled_batches": spool.spooled_batches,
+            "spooled_messages": spool.spooled_messages,
+            "damaged": spool.damaged,
+            "provisional_active": bool(provisional and provisional.active),
+            "provisional_hits": provisional.hits if provisional else 0,
+            "provisional_published": relay.published if relay else 0,
+            "provisional_relayed": relay.relayed if relay else 0,
         }
 
     async def prepare_database(self) -> None:
@@ -193,6 +225,7 @@ class Service:
             dedup_window=settings.ingest.dedup_window,
         )
         self.pipeline.listeners = self.stored_listeners
+        self.pipeline.spooled_listeners = self.spooled_listeners
         validator = self.validator
         a = settings.alerts
         self.alerts = AlertStage(
@@ -203,6 +236,7 @@ class Service:
         self.hit_sinks.insert(0, self.alerts.on_hits)
         self.detection = DetectionStage(lambda: validator.devices, sinks=self.hit_sinks)
         self.pipeline.stages = [self.detection, self.alerts]
+        self._prepare_spool()
         self._limit_device_rates()
         if settings.video.enabled:
             self._prepare_video()
@@ -215,12 +249,25 @@ class Service:
         assert alerts is not None and self.pipeline is not None
         if v.opencv_threads:
             cv2.setNumThreads(v.opencv_threads)
+        clips = None
+        if v.clips:
+            clip_settings = ClipSettings(
+                width=v.clip_width,
+                pre_s=v.clip_pre_s,
+                post_s=v.clip_post_s,
+                rate=v.sample_fps or 30.0,  # every frame analysed: bound as for 30 fps
+                queue=v.clip_queue,
+            )
+            clips = ClipRecorder(clip_settings, self.media, self._grid_of)
+            # the amended event has a new version: the alert stage reads its holders again
+            clips.listeners.append(lambda _: alerts.invalidate())
         self.video = VideoStage(
             alerts.on_hits,
             config=v.detectors,
             save_snapshot=self._save_snapshot,
             link_snapshots=self.media.attach_cited,
             snapshot_quality=v.snapshot_quality,
+            clips=clips,
             on_committed=alerts.committed,
             on_rolled_back=alerts.rolled_back,
         )
@@ -246,23 +293,78 @@ class Service:
         self, conn: psycopg.AsyncConnection, jpeg: bytes, hit: Hit
     ) -> dict[str, object]:
         """Store the frame behind a video hit as evidence; returns what the evidence cites."""
-        context = self.device_contexts.get(hit.device_id)
         item = await self.media.save(
             conn,
             jpeg,
             content_type="image/jpeg",
             kind="snapshot",
             device_id=hit.device_id,
-            grid_code=context.grid_code if context else None,
+            grid_code=self._grid_of(hit.device_id),
             taken_at=datetime.fromtimestamp(hit.ts, UTC),
         )
         return dict(item.evidence())
+
+    def _grid_of(self, device_id: str) -> str | None:
+        """The grid a camera's media belong to (the API serves them within its scope)."""
+        context = self.device_contexts.get(device_id)
+        return context.grid_code if context else None
 
     async def _camera_jpeg(self, camera_id: str) -> bytes | None:
         cameras = self.cameras
         if cameras is None or camera_id not in cameras.held():
             return None
         return await asyncio.to_thread(cameras.fleet.latest_jpeg, camera_id)
+
+    def _prepare_spool(self) -> None:
+        """While the database is away: spool batches to disk and detect on them (provisional
+        alerts); see ingest/spool.py and ingest/provisional.py."""
+        assert self.pipeline is not None and self.detection is not None
+        size = self.settings.ingest.spool_max_mb * 1024 * 1024
+        if size <= 0:
+            return
+        root = self.settings.data_dir.resolve() / "spool" / self.settings.mqtt.client_id
+        self.pipeline.spool = DiskSpool(root, size)
+        if len(self.pipeline.spool):
+            log.warning(
+                "spooled batches from an earlier outage will be written first",
+                extra={"batches": len(self.pipeline.spool), "bytes": self.pipeline.spool.bytes},
+            )
+        detection, validator = self.detection, self.validator
+        assert validator is not None
+        self.provisional = ProvisionalDetection(
+            lambda: detection.runtime, lambda: validator.devices, self._provisional_hits
+        )
+        self.pipeline.outage = self.provisional
+
+    def _provisional_hits(self, hits: list[Hit], now: float) -> None:
+        alerts = provisional_alerts(hits, self.device_contexts, now, self.settings.mqtt.client_id)
+        for alert in alerts:
+            if alert.phase == "raised":
+                log.warning(
+                    "provisional alert (database away, not yet a grid event)",
+                    extra={
+                        "device_id": alert.device_id,
+                        "grid_code": alert.grid_code,
+                        "event_type": alert.type,
+                        "severity": alert.severity,
+                    },
+                )
+        if self.relay is not None:
+            self.relay.publish(alerts)
+
+    def _start_relay(self, stack: contextlib.AsyncExitStack, tail: LiveTail) -> None:
+        m = self.settings.mqtt
+        username, password = service_credentials(self.settings)
+        self.relay = ProvisionalRelay(
+            MqttEndpoint.from_url(self.endpoints.mqtt_url, ca_file=m.tls_ca_file),
+            root=m.topic_root,
+            client_id=f"{m.client_id}-provisional",
+            username=username,
+            password=password,
+        )
+        self.relay.subscribers.append(tail.provisional)
+        self.relay.start()
+        stack.callback(self.relay.stop)
 
     def _limit_device_rates(self) -> None:
         """Drop what a device sends beyond its rate (ingest/rate_limit.py), counted."""
@@ -294,13 +396,18 @@ class Service:
         )
         await self.pool.open()
         stack.push_async_callback(self.pool.close)
+        if self.video is not None and self.video.clips is not None:
+            stack.push_async_callback(self.video.clips.aclose)  # after the pipeline stopped
         self.admin_token = await ensure_admin_token(self.pool, settings.data_dir.resolve())
         context = ApiContext(self.pool, settings, self.health)
         context.on_event_changed.append(self._event_changed_by_api)
         context.camera_jpeg = self._camera_jpeg
         context.media = self.media
         context.mqtt_url = self.endpoints.mqtt_url
-        runner = web.AppRunner(make_app(context), access_log=None)
+        app = make_app(context)
+        if settings.outputs.provisional_enabled:
+            self._start_relay(stack, app[TAIL])
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
@@ -446,7 +553,8 @@ class Service:
                     )
                     await conn.commit()
                     keep = timedelta(days=self.settings.video.snapshot_retention_days)
-                    await self.media.expire(conn, "snapshot", datetime.now(UTC) - keep)
+                    for kind in ("snapshot", "clip"):
+                        await self.media.expire(conn, kind, datetime.now(UTC) - keep)
             except psycopg.Error as exc:
                 log.warning("maintenance skipped: %s", exc)
 

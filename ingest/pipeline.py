@@ -3,7 +3,15 @@
 Two stages joined by a bounded queue, so that checking one batch overlaps writing the one
 before it. When the database is slow the queue fills, the classifier stops taking from the
 MQTT source, the source stops reading its socket, and the broker holds the rest: nothing is
-dropped on the way, and nothing is acknowledged before it is committed.
+dropped on the way, and nothing is acknowledged before it is committed or spooled.
+
+**Database outage.** With a spool (:mod:`ingest.spool`), a batch that cannot be written is
+saved to disk instead, and acknowledged; the outage handler
+(:mod:`ingest.provisional`) keeps detecting on it so operators still see alarms. The
+database is tried again after a backoff, not for every batch; once it answers, the spool is
+written oldest first, through the same stages, before any new batch, and only then do the
+stages' timed checks (liveness, deadlines) resume. When the spool is full the pipeline
+falls back to holding messages in the broker.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import psycopg
 
@@ -23,12 +32,22 @@ from ingest.dedup import SeqDeduper
 from ingest.detection_stage import Stage
 from ingest.mqtt_source import Delivery, MqttSource
 from ingest.rate_limit import DeviceRateLimiter
+from ingest.spool import DiskSpool, encode_batch, merge
 from ingest.validate import Validator
-from storage.ingest_writer import IngestBatch, IngestWriter
+from storage.ingest_writer import IngestBatch, IngestWriter, WriteResult
 
 log = logging.getLogger(__name__)
 
 StoredHook = Callable[[IngestBatch], Awaitable[None]]
+
+
+class OutageHandler(Protocol):
+    """What goes on while the database is away: told of every spooled batch, ticked between
+    batches, and told when the spool is written and the database is back."""
+
+    def spooled(self, batch: IngestBatch, now: float) -> None: ...
+    def tick(self, now: float) -> None: ...
+    def recovered(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -40,6 +59,7 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     batches: int = 0
     write_errors: int = 0
+    unspooled_batches: int = 0  # spooled during an outage, written since
     first_received_at: float = 0.0  # wall clock of the first batch taken off MQTT
     last_stored_at: float = 0.0  # wall clock of the latest commit
 
@@ -52,6 +72,7 @@ class IngestStats:
             "rejected": dict(self.rejected),
             "batches": self.batches,
             "write_errors": self.write_errors,
+            "unspooled_batches": self.unspooled_batches,
             "first_received_at": self.first_received_at,
             "last_stored_at": self.last_stored_at,
         }
@@ -108,6 +129,7 @@ class IngestPipeline:
         self.limiter: DeviceRateLimiter | None = None  # per-device rate limit, when set
         self.stats = IngestStats()
         self.listeners: list[StoredHook] = []
+        self.spooled_listeners: list[StoredHook] = []
         self._queue: asyncio.Queue[tuple[list[Delivery], IngestBatch] | None] = asyncio.Queue(
             queue_batches
         )
@@ -119,6 +141,11 @@ class IngestPipeline:
         self.idle_s = 0.5
         self._conn: psycopg.AsyncConnection | None = None
         self._writer: IngestWriter | None = None
+        self._retry_at = 0.0  # monotonic time before which a lost database is not tried
+        # Batches that cannot be written wait here (acknowledged) while the database is away.
+        self.spool: DiskSpool | None = None
+        self.outage: OutageHandler | None = None
+        self._spool_full_logged = False
 
     def queue_depth(self) -> int:
         return self._queue.qsize()
@@ -186,29 +213,56 @@ class IngestPipeline:
             await stage.in_transaction(conn, fresh)
 
     async def _store(self, deliveries: list[Delivery], batch: IngestBatch) -> bool:
-        """Write one batch (retrying with backoff); False when stopping gave up on it."""
+        """Store one batch: in the database, or in the spool while the database is away, or
+        else hold it (unacknowledged) and retry with backoff; False when stopping gave up."""
         while True:
-            try:
-                await self._connection()
-                assert self._writer is not None
-                result = await self._writer.write(batch, then=self._in_transaction)
+            if await self._write_through(batch):
                 break
-            except psycopg.Error as exc:
-                for stage in self.stages:
-                    stage.rolled_back()
-                await self._lost_database(exc)
-                if self._stopping.is_set() and self._backoff.attempt > 3:
-                    log.error(
-                        "stopping with %d messages unstored; the broker will redeliver them",
-                        len(deliveries),
-                    )
-                    return False
-                await asyncio.sleep(self._backoff.next_delay())
+            if await self._spool(batch):
+                break
+            if self._stopping.is_set() and self._backoff.attempt > 3:
+                log.error(
+                    "stopping with %d messages unstored; the broker will redeliver them",
+                    len(deliveries),
+                )
+                return False
+            await asyncio.sleep(max(0.05, self._retry_at - time.monotonic()))
+        self.source.ack(deliveries)
+        return True
+
+    async def _write_through(self, batch: IngestBatch) -> bool:
+        """Write the spool's backlog, then this batch; False when the database is away (it
+        is tried again only once its backoff has passed) or the backlog is not all in."""
+        if not self.db_ok and time.monotonic() < self._retry_at:
+            return False
+        if not await self._drain():
+            return False
+        try:
+            result = await self._commit(batch)
+        except psycopg.Error as exc:
+            await self._lost_database(exc)
+            return False
+        await self._stored(batch, result)
+        return True
+
+    async def _commit(self, batch: IngestBatch) -> WriteResult:
+        """One batch in one transaction with the stages' work."""
+        try:
+            await self._connection()
+            assert self._writer is not None
+            result = await self._writer.write(batch, then=self._in_transaction)
+        except psycopg.Error:
+            for stage in self.stages:
+                stage.rolled_back()
+            raise
         for stage in self.stages:
             stage.committed()
         self._backoff.reset()
+        self._retry_at = 0.0
         self.db_ok = True
-        self.source.ack(deliveries)
+        return result
+
+    async def _stored(self, batch: IngestBatch, result: WriteResult) -> None:
         stats = self.stats
         stats.batches += 1
         stats.last_stored_at = time.time()
@@ -219,25 +273,88 @@ class IngestPipeline:
             stats.rejected[r.reason.value] += 1
         for listener in self.listeners:
             await listener(batch)
+
+    async def _spool(self, batch: IngestBatch) -> bool:
+        """Save the batch to the spool (then it may be acknowledged); False when there is no
+        spool or it is full."""
+        spool = self.spool
+        if spool is None:
+            return False
+        data = encode_batch(batch)
+        if not spool.has_room(len(data)):
+            if not self._spool_full_logged:
+                log.error(
+                    "spool full (%d bytes); holding messages in the broker until the database"
+                    " is back",
+                    spool.bytes,
+                )
+                self._spool_full_logged = True
+            return False
+        self._spool_full_logged = False
+        await asyncio.to_thread(spool.append, data, len(batch) - len(batch.rejections))
+        if self.outage is not None:
+            self.outage.spooled(batch, time.time())
+        for listener in self.spooled_listeners:
+            await listener(batch)
+        return True
+
+    async def _drain(self, budget_s: float = 1.0) -> bool:
+        """Write spooled batches, oldest first, for up to ``budget_s``; True when none is
+        left (so that new batches may go straight to the database again)."""
+        spool = self.spool
+        if spool is None or spool.empty():
+            return True
+        started = time.monotonic()
+        while run := await asyncio.to_thread(spool.oldest_run, self.batch_max):
+            batch = merge([item.batch for item in run])
+            try:
+                result = await self._commit(batch)
+            except psycopg.Error as exc:
+                await self._lost_database(exc)
+                return False
+            for item in run:
+                spool.remove(item)
+            self.stats.unspooled_batches += len(run)
+            await self._stored(batch, result)
+            if time.monotonic() - started > budget_s and not spool.empty():
+                return False
+        log.info("spool written to the database", extra={"batches": self.stats.unspooled_batches})
+        if self.outage is not None:
+            self.outage.recovered()
         return True
 
     async def _lost_database(self, exc: Exception) -> None:
         self.db_ok = False
         self.stats.write_errors += 1
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
         if self._conn is not None and not self._conn.closed:
             await self._conn.close()
         self._conn = None
         log.warning("database write failed (%s); retrying", exc)
 
     async def _periodic(self) -> None:
+        """The stages' timed work, once the database is reachable and the spool is written
+        (a tick before that would judge devices whose messages are still in the spool); until
+        then the outage handler's."""
+        now = time.time()
+        if not self.db_ok and time.monotonic() < self._retry_at:
+            if self.outage is not None:
+                self.outage.tick(now)
+            return
+        if not await self._drain():
+            if self.outage is not None:
+                self.outage.tick(now)
+            return
         if not self.stages:
             return
         try:
             conn = await self._connection()
             for stage in self.stages:
-                await stage.periodic(conn, time.time())
+                await stage.periodic(conn, now)
         except psycopg.Error as exc:
             await self._lost_database(exc)
+            return
+        self.db_ok = True
 
     async def _final_checkpoint(self) -> None:
         for stage in self.stages:

@@ -9,6 +9,9 @@ hits and sensor hits never change grid events concurrently within one worker.
 A full inbox blocks the camera's frame task, and the fleet's one-frame mailbox then drops
 frames (counted per camera) rather than hits. A raise carries a JPEG of the frame that
 decided it as evidence, stored in the media store and served at ``/api/v1/snapshots/{id}``.
+With a :class:`~ingest.clip_recorder.ClipRecorder`, every analysed frame is also downscaled
+into the camera's pre-roll (on the same worker thread) and a raise gets a short WebM clip
+too, added to the event's evidence a few seconds later (``ingest/clip_recorder.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from detectors.video.annotate import annotate
 from detectors.video.pipeline import CameraDetectors, CameraState, VideoConfig
 from devices.registry import Device, FramePolygon
 from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame, encode_jpeg
+from ingest.clip_recorder import ClipRecorder
 from ingest.detection_stage import HitSink
+from ingest.video_clips import Clip
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ LinkSnapshots = Callable[[psycopg.AsyncConnection, list[str]], Awaitable[object]
 class _Found:
     hits: tuple[Hit, ...]
     jpeg: bytes | None
+    clip: Clip | None = None
 
 
 class VideoStage:
@@ -53,6 +59,7 @@ class VideoStage:
         save_snapshot: SaveSnapshot | None = None,
         link_snapshots: LinkSnapshots | None = None,
         snapshot_quality: int = 80,
+        clips: ClipRecorder | None = None,
         inbox_max: int = 256,
         on_committed: Callable[[], None] = lambda: None,
         on_rolled_back: Callable[[], None] = lambda: None,
@@ -63,6 +70,7 @@ class VideoStage:
         self.save_snapshot = save_snapshot
         self.link_snapshots = link_snapshots
         self.snapshot_quality = snapshot_quality
+        self.clips = clips
         self._inbox: asyncio.Queue[_Found] = asyncio.Queue(inbox_max)
         self._on_committed = on_committed
         self._on_rolled_back = on_rolled_back
@@ -87,6 +95,8 @@ class VideoStage:
                 self.states.pop(camera_id, None)
                 self._geometry.pop(camera_id, None)
                 self.blind.discard(camera_id)
+                if self.clips is not None:
+                    self.clips.forget(camera_id)
         for camera_id, device in wanted.items():
             geometry = (device.zones, device.masks)
             if camera_id in self.detectors and self._geometry.get(camera_id) == geometry:
@@ -112,8 +122,13 @@ class VideoStage:
             return
         self.blind.discard(frame.camera_id)
         state = self.states[frame.camera_id]
-        state, hits = await asyncio.to_thread(detectors.on_frame, frame.image, state, frame.at)
+        state, hits, small = await asyncio.to_thread(self._analyse, detectors, frame, state)
         self.states[frame.camera_id] = state
+        clip = None
+        if self.clips is not None and small is not None:
+            self.clips.push(frame.camera_id, small, frame.at)
+            if any(h.raised for h in hits):
+                clip = self.clips.on_raise(frame.camera_id, frame.at)
         if hits:
             jpeg = None
             if self.save_snapshot is not None and any(h.raised for h in hits):
@@ -122,7 +137,15 @@ class VideoStage:
                 jpeg = await asyncio.to_thread(
                     _snapshot, frame.image, zones, boxes, self.snapshot_quality
                 )
-            await self._inbox.put(_Found(hits, jpeg))
+            await self._inbox.put(_Found(hits, jpeg, clip))
+
+    def _analyse(
+        self, detectors: CameraDetectors, frame: CameraFrame, state: CameraState
+    ) -> tuple[CameraState, tuple[Hit, ...], np.ndarray | None]:
+        """On the worker thread: the detectors, then the frame downscaled for clips."""
+        state, hits = detectors.on_frame(frame.image, state, frame.at)
+        small = self.clips.shrink(frame.image) if self.clips is not None else None
+        return state, tuple(hits), small
 
     def on_event(self, event: CameraEvent) -> None:
         if event.kind is CameraEventKind.NO_FRAME:
@@ -143,19 +166,22 @@ class VideoStage:
 
     async def periodic(self, conn: psycopg.AsyncConnection, now: float) -> None:
         found = self._take(now)
-        if not found:
-            return
+        if found:
+            await self._apply(conn, found, now)
+        if self.clips is not None:
+            await self.clips.periodic(conn, now)
+
+    async def _apply(self, conn: psycopg.AsyncConnection, found: list[_Found], now: float) -> None:
+        cited_by: list[list[str]] = []
         try:
             async with conn.transaction():
                 hits: list[Hit] = []
                 for item in found:
-                    hits.extend(await self._with_snapshot(conn, item))
+                    with_snapshots = await self._with_snapshot(conn, item)
+                    cited_by.append(_snapshot_ids(with_snapshots))
+                    hits.extend(with_snapshots)
                 await self.sink(conn, hits, now)
-                cited = [
-                    str(h.evidence["snapshot"]["media_id"])
-                    for h in hits
-                    if "snapshot" in h.evidence
-                ]
+                cited = [media_id for ids in cited_by for media_id in ids]
                 if cited and self.link_snapshots is not None:
                     await self.link_snapshots(conn, cited)
         except BaseException:
@@ -164,6 +190,10 @@ class VideoStage:
             raise
         self._on_committed()
         self.hits += sum(len(f.hits) for f in found)
+        if self.clips is not None:
+            for item, ids in zip(found, cited_by, strict=True):
+                if item.clip is not None:
+                    self.clips.applied(item.clip, ids)
 
     def _take(self, now: float) -> list[_Found]:
         found, self._retry = self._retry, []
@@ -195,6 +225,10 @@ class VideoStage:
 
     def inbox_depth(self) -> int:
         return self._inbox.qsize() + len(self._retry)
+
+
+def _snapshot_ids(hits: list[Hit]) -> list[str]:
+    return [str(h.evidence["snapshot"]["media_id"]) for h in hits if "snapshot" in h.evidence]
 
 
 def _snapshot(

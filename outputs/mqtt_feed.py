@@ -58,13 +58,18 @@ _BAD_LEVEL = ("/", "+", "#", "\x00")
 
 def event_topic(root: str, row: LogRow) -> str:
     """Where a change is published (see the module doc)."""
-    base = f"{root.rstrip('/')}/events/"
-    if not row.grid_code:
-        return base + UNPLACED
-    path = (*row.ancestors, row.grid_code)
+    return grid_topic(f"{root.rstrip('/')}/events", row.grid_code, row.ancestors)
+
+
+def grid_topic(base: str, grid_code: str | None, ancestors: tuple[str, ...] | list[str]) -> str:
+    """``base/<ancestors…>/<grid_code>``, or ``base/unplaced`` when there is no grid or a
+    code cannot be a topic level."""
+    if not grid_code:
+        return f"{base}/{UNPLACED}"
+    path = (*ancestors, grid_code)
     if any(not level or any(c in level for c in _BAD_LEVEL) for level in path):
-        return base + UNPLACED
-    return base + "/".join(path)
+        return f"{base}/{UNPLACED}"
+    return f"{base}/" + "/".join(path)
 
 
 class LinkLost(ConnectionError):

@@ -5,8 +5,8 @@ The page and its files (``static/``: plain ES modules, the i18n dictionary and t
 Leaflet and Chart.js) need no token — they hold no data; every API call the page makes
 carries the token the operator pasted, in an ``Authorization`` header, never in a URL.
 The files are served from the package directory with a strict Content-Security-Policy
-(same-origin scripts and connections only, images also from ``blob:`` URLs the page makes
-from authenticated fetches), so the console works with no network beyond gridwatch.
+(same-origin scripts and connections only, images and video clips also from ``blob:`` URLs
+the page makes from authenticated fetches), so the console works with no network beyond gridwatch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ ASSETS_PREFIX: Final = "/console/"
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; connect-src 'self'; "
-        "img-src 'self' blob: data:; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self' 'unsafe-inline'; "
         "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
     ),
     "X-Content-Type-Options": "nosniff",

@@ -54,12 +54,19 @@ class Running:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.batches: list[IngestBatch] = []
+        self.spooled: list[IngestBatch] = []  # saved to the spool while the database is away
         self._changed = asyncio.Condition()
         service.stored_listeners.append(self._record)
+        service.spooled_listeners.append(self._record_spooled)
 
     async def _record(self, batch: IngestBatch) -> None:
         async with self._changed:
             self.batches.append(batch)
+            self._changed.notify_all()
+
+    async def _record_spooled(self, batch: IngestBatch) -> None:
+        async with self._changed:
+            self.spooled.append(batch)
             self._changed.notify_all()
 
     def handled(self) -> int:

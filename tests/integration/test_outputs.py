@@ -257,6 +257,7 @@ class SseClient:
             self.headers["Last-Event-ID"] = str(last_event_id)
         self.params = params or {}
         self.events = Recorder()
+        self.provisional = Recorder()  # ``event: provisional`` (no id), as CloudEvents
         self.comments = Recorder()
         self.status = 0
         self._session: aiohttp.ClientSession | None = None
@@ -268,7 +269,9 @@ class SseClient:
         async for raw in response.content:
             line = raw.decode().rstrip("\n")
             if not line:
-                if "data" in fields:
+                if fields.get("event") == "provisional":
+                    self.provisional.add(orjson.loads(fields["data"]))
+                elif "data" in fields:
                     self.events.add((int(fields["id"]), orjson.loads(fields["data"])))
                 fields = {}
             elif line.startswith(":"):

@@ -11,6 +11,7 @@ import { FiguresView } from "./figures.js";
 import { applyI18n, currentLang, label, loadDictionaries, onLangChange, setLang, t } from "./i18n.js";
 import { renderList } from "./listview.js";
 import { GridMap } from "./mapview.js";
+import { ProvisionalPanel } from "./provisional.js";
 import { EventStream } from "./sse.js";
 import { store } from "./store.js";
 
@@ -23,6 +24,7 @@ let detail = null;
 let figures = null;
 let cameras = null;
 let current = null;
+let provisional = null;
 
 function showView(name) {
   for (const view of views) $(`view-${view}`).hidden = view !== name;
@@ -117,8 +119,17 @@ async function start() {
   map.setGrids(grids);
   // Stream first, then the open events: a change made in between comes by the stream, and
   // the store keeps the newer version of each event, whichever arrives first.
+  if (!provisional) {
+    provisional = new ProvisionalPanel($("provisional"), $("provisional-list"));
+    $("provisional-dismiss").addEventListener("click", () => provisional.clearAll());
+  }
   stream = new EventStream("/api/v1/stream", {
-    onMessage: (message) => message.data && store.upsert(message.data),
+    onMessage: (message) => {
+      if (!message.data) return;
+      store.upsert(message.data);
+      provisional.recorded(message.data);
+    },
+    onProvisional: (message) => provisional.add(message),
     onStatus: setStreamStatus,
     onUnauthorized: () => {
       api.forgetToken();

@@ -1,6 +1,7 @@
 // One event: what, where and when, its deadline, the actions this token may take (as the
 // API lists them in allowed_actions), the devices with a chart of their readings, snapshots
-// and the history. Kept current by the live stream.
+// and video clips, and the history. Kept current by the live stream (a clip is added to a
+// video event's evidence a few seconds after it opens: the media are shown again then).
 
 /* global Chart */
 import * as api from "./api.js";
@@ -19,6 +20,7 @@ export class EventDetail {
     this.event = null;
     this.chart = null;
     this.blobs = [];
+    this.mediaKey = ""; // the snapshots and clips shown, to show them again when they change
     this.loading = false; // the first read of the shown event is under way
     this.stale = false; // it changed meanwhile: read it again once that read is done
     this.onChange = (event) => {
@@ -82,6 +84,8 @@ export class EventDetail {
     if (first) {
       this.renderReadings();
       this.renderDevices().then(() => this.renderSnapshots());
+    } else if (this.mediaKeyOf() !== this.mediaKey) {
+      this.renderSnapshots();
     }
   }
 
@@ -369,7 +373,22 @@ export class EventDetail {
     return [...new Set(paths)];
   }
 
+  // Evidence cites a video clip as {"clip": {"media_id", "url", "content_type", "duration_s"}}.
+  clipPaths() {
+    const paths = [];
+    for (const item of this.event.evidence || []) {
+      const url = item.detail?.clip?.url;
+      if (typeof url === "string" && url.startsWith("/api/v1/")) paths.push(url);
+    }
+    return [...new Set(paths)];
+  }
+
+  mediaKeyOf() {
+    return [...this.clipPaths(), ...this.snapshotPaths()].join(" ");
+  }
+
   async renderSnapshots() {
+    this.mediaKey = this.mediaKeyOf();
     for (const url of this.blobs) URL.revokeObjectURL(url);
     this.blobs = [];
     const part = this.part("event-snapshots");
@@ -384,6 +403,7 @@ export class EventDetail {
       if (found?.device.type === "camera") cameras.push(id);
     }
     const shots = [
+      ...this.clipPaths().map((path) => ({ path, caption: `${t("snap.clip")} · ${path.split("/").pop()}`, video: true })),
       ...this.snapshotPaths().map((path) => ({ path, caption: path.split("/").pop() })),
       ...cameras.map((id) => ({ path: `/api/v1/cameras/${encodeURIComponent(id)}/latest.jpg`, caption: `${id} · ${t("snap.latest")}` })),
     ];
@@ -404,7 +424,10 @@ export class EventDetail {
         URL.revokeObjectURL(url);
       } else if (url) {
         this.blobs.push(url);
-        figure.firstChild.replaceWith(h("img", { src: url, alt: shot.caption }));
+        const media = shot.video
+          ? h("video", { src: url, controls: true, muted: true, playsInline: true, preload: "metadata", title: shot.caption })
+          : h("img", { src: url, alt: shot.caption });
+        figure.firstChild.replaceWith(media);
       } else {
         figure.firstChild.textContent = t("snap.unavailable");
       }

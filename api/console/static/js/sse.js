@@ -5,9 +5,10 @@
 import { authHeaders } from "./api.js";
 
 export class EventStream {
-  constructor(path, { onMessage, onStatus, onUnauthorized }) {
+  constructor(path, { onMessage, onProvisional, onStatus, onUnauthorized }) {
     this.path = path;
     this.onMessage = onMessage;
+    this.onProvisional = onProvisional || (() => {});
     this.onStatus = onStatus || (() => {});
     this.onUnauthorized = onUnauthorized || (() => {});
     this.lastId = null;
@@ -76,6 +77,7 @@ export class EventStream {
 
   dispatch(block) {
     let id = null;
+    let type = "message";
     const data = [];
     for (const line of block.split("\n")) {
       if (line === "" || line.startsWith(":")) continue; // comment: heartbeat
@@ -84,12 +86,16 @@ export class EventStream {
       let value = colon < 0 ? "" : line.slice(colon + 1);
       if (value.startsWith(" ")) value = value.slice(1);
       if (field === "id") id = value;
+      else if (field === "event") type = value;
       else if (field === "data") data.push(value);
     }
     if (id !== null) this.lastId = id;
     if (!data.length) return;
     try {
-      this.onMessage(JSON.parse(data.join("\n")));
+      const message = JSON.parse(data.join("\n"));
+      // Provisional alerts (database away) carry no id and are not changes of the log.
+      if (type === "provisional") this.onProvisional(message);
+      else this.onMessage(message);
     } catch (error) {
       console.error("bad stream message", error);
     }

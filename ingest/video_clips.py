@@ -1,0 +1,285 @@
+"""Short clips around video raises: a pre-roll ring per camera, one clip collected at a time,
+and the WebM encoder.
+
+Every analysed frame is downscaled once (:func:`shrink`, ~0.15–0.2 ms with ``INTER_LINEAR``
+from 640×360 or 1280×720 to 480 wide, on the detectors' worker thread) and kept for
+``pre_s`` seconds. A raise starts a clip from that pre-roll and collects ``post_s`` seconds
+more; a raise on the same camera while its clip is being collected joins it (both cite the
+same clip), so a camera holds at most one clip in memory besides its ring. A finished clip
+waits for the encoder in a bounded queue: when ``queue`` clips are already waiting, it is
+skipped and counted, never holding back frames or hits.
+
+:class:`ClipCollector` is pure bookkeeping (times are arguments, no I/O) so that the bounds
+are tested frame by frame; :func:`encode_webm` is the I/O part, run on a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+
+CONTENT_TYPE: Final = "video/webm"
+# VP8 in WebM: what OpenCV's wheels encode that browsers play (VP9 is ~6× slower to encode).
+FOURCC: Final = cv2.VideoWriter_fourcc(*"VP80")
+# OpenCV's FFmpeg writer prints this on stderr at every WebM open (the container's tag table
+# has no VP8 entry; the stream is written all the same), which would break JSON-line logs.
+_TAG_WARNING: Final = b"OpenCV: FFMPEG: tag 0x30385056/'VP80' is not supported"
+_stderr_lock = threading.Lock()
+MIN_FPS: Final = 0.5
+MAX_FPS: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClipSettings:
+    """``rate`` is the analysed frame rate (``video.sample_fps``; pass a camera's top rate
+    when every frame is analysed): it bounds the frames a clip holds."""
+
+    width: int = 480
+    pre_s: float = 2.0
+    post_s: float = 3.0
+    rate: float = 5.0
+    queue: int = 8
+    quiet_s: float = 1.0  # a clip whose camera went silent is closed this long after its end
+
+    def __post_init__(self) -> None:
+        if self.width < 16:
+            raise ValueError("clip width must be at least 16 px")
+        if self.pre_s < 0 or self.post_s < 0 or self.quiet_s < 0:
+            raise ValueError("clip durations must not be negative")
+        if self.rate <= 0:
+            raise ValueError("clip rate must be positive")
+        if self.queue < 1:
+            raise ValueError("clip queue must hold at least one clip")
+
+    @property
+    def pre_frames(self) -> int:
+        """Frames of the pre-roll, the raising frame included."""
+        return round(self.pre_s * self.rate) + 1
+
+    @property
+    def post_frames(self) -> int:
+        return round(self.post_s * self.rate)
+
+    @property
+    def slack_s(self) -> float:
+        """Half a frame interval: a frame this late still belongs to the window."""
+        return 0.5 / self.rate
+
+
+def shrink(image: np.ndarray, width: int) -> np.ndarray:
+    """``image`` at most ``width`` wide (even sides, as the encoder wants), for the ring.
+
+    ``INTER_LINEAR``: ``INTER_AREA`` looks a little better downscaled but costs 4–10× more,
+    and every analysed frame pays this. A frame already small enough is kept as it is (it is
+    read-only and shared, so no copy is needed)."""
+    h, w = image.shape[:2]
+    if w <= width and w % 2 == 0 and h % 2 == 0:
+        return image
+    new_w = min(width, w) // 2 * 2
+    new_h = max(2, round(h * new_w / w) // 2 * 2)
+    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass(eq=False, slots=True)
+class Clip:
+    """One clip: its frames (shared with the ring, not copied) and the raises citing it.
+
+    ``raises`` counts the raises that started or joined it, ``applied`` those already
+    applied to grid events (the video stage adds their snapshots' media ids), so the clip is
+    cited once all of them are known."""
+
+    camera_id: str
+    raised_at: float
+    end: float
+    frames: list[np.ndarray]
+    times: list[float]
+    raises: int = 1
+    applied: int = 0
+    snapshot_ids: list[str] = field(default_factory=list)
+    post: int = 0
+    skipped: bool = False
+
+    @property
+    def ready_to_cite(self) -> bool:
+        return self.applied >= self.raises
+
+    def fps(self, default: float) -> float:
+        """The rate the frames came at (the analysed rate varies with the camera)."""
+        if len(self.times) < 2 or self.times[-1] <= self.times[0]:
+            return default
+        measured = (len(self.times) - 1) / (self.times[-1] - self.times[0])
+        return min(MAX_FPS, max(MIN_FPS, measured))
+
+
+class ClipCollector:
+    """Per camera: the pre-roll ring and the clip being collected; finished clips wait in
+    :attr:`finished` until taken, and count as in flight until :meth:`release`."""
+
+    def __init__(self, settings: ClipSettings) -> None:
+        self.settings = settings
+        self.rings: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        self.collecting: dict[str, Clip] = {}
+        self.finished: list[Clip] = []
+        self.in_flight = 0
+        self.started = 0
+        self.joined = 0
+        self.skipped = 0
+
+    def push(self, camera_id: str, frame: np.ndarray, at: float) -> None:
+        """An analysed frame (already shrunk), in the camera's order."""
+        s = self.settings
+        ring = self.rings.get(camera_id)
+        if ring is None:
+            ring = self.rings[camera_id] = deque(maxlen=s.pre_frames)
+        ring.append((at, frame))
+        oldest = at - s.pre_s - s.slack_s
+        while ring and ring[0][0] < oldest:
+            ring.popleft()  # a gap in the stream: older frames are not this raise's pre-roll
+        clip = self.collecting.get(camera_id)
+        if clip is None or at <= clip.raised_at:
+            return
+        if at > clip.end:
+            self._finish(clip)
+            return
+        clip.frames.append(frame)
+        clip.times.append(at)
+        clip.post += 1
+        if clip.post >= s.post_frames:
+            self._finish(clip)
+
+    def on_raise(self, camera_id: str, at: float) -> Clip:
+        """The clip a raise at ``at`` cites: the one being collected, or a new one made of the
+        pre-roll (call after :meth:`push` of the raising frame)."""
+        clip = self.collecting.get(camera_id)
+        if clip is not None:
+            clip.raises += 1
+            self.joined += 1
+            return clip
+        s = self.settings
+        ring = self.rings.get(camera_id, ())
+        clip = Clip(
+            camera_id,
+            raised_at=at,
+            end=at + s.post_s + s.slack_s,
+            frames=[f for t, f in ring if t <= at],
+            times=[t for t, _ in ring if t <= at],
+        )
+        self.started += 1
+        if s.post_frames == 0:
+            self._finish(clip)
+        else:
+            self.collecting[camera_id] = clip
+        return clip
+
+    def close_quiet(self, now: float) -> None:
+        """Finish the clips of cameras that stopped giving frames, with what they hold."""
+        quiet = self.settings.quiet_s
+        for clip in [c for c in self.collecting.values() if now > c.end + quiet]:
+            self._finish(clip)
+
+    def forget(self, camera_id: str) -> None:
+        """A camera gone from this worker: finish its clip with what it holds, drop its ring."""
+        self.rings.pop(camera_id, None)
+        clip = self.collecting.get(camera_id)
+        if clip is not None:
+            self._finish(clip)
+
+    def take_finished(self) -> list[Clip]:
+        taken, self.finished = self.finished, []
+        return taken
+
+    def release(self, clip: Clip) -> None:
+        """A taken clip is stored, or given up: it no longer counts against the queue."""
+        clip.frames = []
+        self.in_flight -= 1
+
+    def _finish(self, clip: Clip) -> None:
+        if self.collecting.get(clip.camera_id) is clip:
+            del self.collecting[clip.camera_id]
+        if not clip.frames:
+            clip.skipped = True  # nothing was seen (a camera forgotten at once)
+            self.skipped += 1
+        elif self.in_flight >= self.settings.queue:
+            clip.skipped = True  # the encoder is behind: no clip rather than late frames
+            clip.frames = []
+            self.skipped += 1
+        else:
+            self.in_flight += 1
+            self.finished.append(clip)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedClip:
+    data: bytes
+    frames: int
+    fps: float
+    width: int
+    height: int
+
+    @property
+    def duration_s(self) -> float:
+        return round(self.frames / self.fps, 2)
+
+
+def encode_webm(frames: Sequence[np.ndarray], fps: float) -> EncodedClip:
+    """The frames (BGR, the first one's size) as WebM VP8 at ``fps``. Blocking, CPU-bound:
+    run it on a worker thread. OpenCV writes only to files: a temporary one, read back."""
+    if not frames:
+        raise ValueError("a clip needs at least one frame")
+    height, width = frames[0].shape[:2]
+    with tempfile.TemporaryDirectory(prefix="gridwatch-clip-") as tmp:
+        path = Path(tmp) / "clip.webm"
+        with _stderr_lock, _stderr_without(_TAG_WARNING):
+            writer = cv2.VideoWriter(str(path), FOURCC, fps, (width, height))
+        try:
+            if not writer.isOpened():
+                raise RuntimeError("OpenCV cannot write WebM VP8 here")
+            for frame in frames:
+                if frame.shape[:2] != (height, width):  # the camera changed resolution
+                    frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+                writer.write(frame)
+        finally:
+            writer.release()
+        data = path.read_bytes()
+    if not data:
+        raise RuntimeError("the WebM writer wrote nothing")
+    return EncodedClip(data, len(frames), fps, width, height)
+
+
+@contextlib.contextmanager
+def _stderr_without(prefix: bytes) -> Iterator[None]:
+    """Catch what is written to file descriptor 2 meanwhile and write it back without the
+    lines starting with ``prefix``: other threads' lines are delayed by a few ms, not lost."""
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as caught:
+            os.dup2(caught.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(AttributeError, ValueError, OSError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                caught.seek(0)
+                kept = b"".join(
+                    line
+                    for line in caught.read().splitlines(keepends=True)
+                    if not line.startswith(prefix)
+                )
+                if kept:
+                    os.write(2, kept)
+    finally:
+        os.close(saved)
