@@ -207,6 +207,15 @@ def families(
             hooks["disabled"],
         )
     yield from _camera_families(health.get("cameras", {}).get("per_camera", []))
+    yield from _spool_families(health.get("spool", {}))
+    clips = health.get("cameras", {}).get("clips") or {}
+    if clips:
+        made = CounterMetricFamily(
+            "gridwatch_video_clips", "Clips around video hits, by outcome.", labels=["outcome"]
+        )
+        for outcome in ("started", "joined", "stored", "skipped", "failed", "uncited"):
+            made.add_metric([outcome], float(clips.get(outcome, 0)))
+        yield made
     yield _latency_family(
         [
             (OUTPUT_LABELS.get(name, name), out["latency_s"])
@@ -241,6 +250,31 @@ def families(
     for name, count in sorted(figures.lag.items()):
         lag.add_metric([name], float(count))
     yield lag
+
+
+def _spool_families(spool: Mapping[str, Any]) -> Iterator[Metric]:
+    """The outage spool: what waits on disk for the database, and what was found meanwhile."""
+    if not spool.get("enabled"):
+        return
+    yield GaugeMetricFamily(
+        "gridwatch_spool_batches", "Batches waiting in the spool.", float(spool["batches"])
+    )
+    yield GaugeMetricFamily(
+        "gridwatch_spool_bytes", "Bytes waiting in the spool.", float(spool["bytes"])
+    )
+    yield _counter(
+        "gridwatch_spool_messages",
+        "Messages spooled while the database was away.",
+        spool["spooled_messages"],
+    )
+    yield _counter(
+        "gridwatch_spool_damaged", "Spool files set aside as unreadable.", spool["damaged"]
+    )
+    yield _counter(
+        "gridwatch_provisional_alerts",
+        "Hits sent as provisional alerts while the database was away.",
+        spool["provisional_hits"],
+    )
 
 
 def _camera_families(cameras: list[Mapping[str, Any]]) -> Iterator[Metric]:

@@ -271,6 +271,34 @@ def test_metrics_have_a_series_per_camera_this_worker_pulls() -> None:
     assert 'fault{camera="CAM-2"' not in text
 
 
+def test_metrics_show_the_spool_and_the_clips() -> None:
+    health = {
+        "spool": {"enabled": True, "batches": 3, "bytes": 4096, "spooled_messages": 150,
+                  "damaged": 1, "provisional_hits": 2},
+        "cameras": {"per_camera": [], "clips": {"started": 4, "joined": 1, "stored": 3}},
+    }  # fmt: skip
+    registry = CollectorRegistry()
+
+    class Once:
+        def collect(self) -> Any:
+            return families(health, None, [])
+
+    registry.register(Once())
+    text = generate_latest(registry).decode()
+    for line in [
+        "gridwatch_spool_batches 3.0",
+        "gridwatch_spool_bytes 4096.0",
+        "gridwatch_spool_messages_total 150.0",
+        "gridwatch_spool_damaged_total 1.0",
+        "gridwatch_provisional_alerts_total 2.0",
+        'gridwatch_video_clips_total{outcome="stored"} 3.0',
+        'gridwatch_video_clips_total{outcome="skipped"} 0.0',
+    ]:
+        assert line in text, line
+    off = list(families({"spool": {"enabled": False}}, None, []))
+    assert not [m for m in off if m.name.startswith("gridwatch_spool")]
+
+
 # --- the stream's fan-out ------------------------------------------------------------------
 
 
@@ -346,3 +374,30 @@ async def test_a_crashing_worker_restarts_within_its_budget_then_gives_up() -> N
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_the_tail_hands_provisional_alerts_to_the_clients_that_may_see_them() -> None:
+    from alerts.provisional import ProvisionalAlert
+
+    def alert(grid: str | None, ancestors: tuple[str, ...]) -> ProvisionalAlert:
+        return ProvisionalAlert(
+            device_id="SD-1", grid_code=grid, ancestors=ancestors, site="", address="",
+            lat=None, lon=None, type="smoke_alarm", category="fire", severity="red",
+            phase="raised", condition_key="SD-1/device_events/alarm",
+            ts="2026-11-23T08:00:00.000000Z", detected_at="2026-11-23T08:00:00.100000Z",
+        )  # fmt: skip
+
+    tail = LiveTail(StreamOptions(queue_max=1))
+    tail.position = 9
+    town = tail.subscribe(lambda r: True, None)
+    town.sees = lambda a: "T1" in a.ancestors
+    legacy = tail.subscribe(lambda r: True, None)  # no provisional filter: gets none
+    tail.provisional(b"{}", alert("G-1", ("C1", "T1", "V1")))
+    tail.provisional(b"{}", alert("G-9", ("C1", "T2", "V9")))
+    assert town.queue.qsize() == 1 and legacy.queue.qsize() == 0
+    _, data = town.queue.get_nowait()
+    assert data == b"event: provisional\ndata: {}\n\n"  # no id: the resume point stays
+    assert tail.position == 9 and town.after == 9
+    tail.provisional(b"{}", alert("G-1", ("C1", "T1", "V1")))
+    tail.provisional(b"{}", alert("G-1", ("C1", "T1", "V1")))  # queue of 1 full: cut off
+    assert town.cut_off and town not in tail.clients
