@@ -15,7 +15,9 @@ Every 30–90 s one fault, drawn at random:
 - ``broker``: mosquitto stopped and started again (SIGTERM: it saves its persistence);
 - ``gridwatch``: `gridwatch run` killed with SIGKILL, started again 2–10 s later;
 - ``webhook``: the receiver answers 503 for 20–120 s;
-- ``database``: PostgreSQL stopped for 20–60 s.
+- ``database``: PostgreSQL stopped for 20–60 s (gridwatch spools and sends provisional
+  alerts meanwhile); every other time gridwatch is also killed with SIGKILL in the middle
+  of it and started again once PostgreSQL is back, so it must write the spool it left.
 
 At the end the devices stop, everything is let settle, and the ledger is printed:
 published, stored, rejected by reason, events opened, deliveries made, and lost (each lost
@@ -104,6 +106,14 @@ def api(port: int, token: str, method: str, path: str, body: object) -> object:
         return orjson.loads(response.read())
 
 
+def spooled_by(gw: GridwatchProcess) -> int:
+    """Messages this gridwatch process has acknowledged from its spool so far."""
+    try:
+        return int(gw.health().get("spool", {}).get("spooled_messages", 0))
+    except OSError:
+        return 0
+
+
 def settle(check: Callable[[], tuple[int, ...]], quiet_s: float, within: float) -> None:
     """Wait until ``check()`` (counts read from the database) has not changed for
     ``quiet_s`` seconds, or ``within`` seconds have passed."""
@@ -165,6 +175,11 @@ def main() -> int:
         api(http_port, token, "POST", "/api/v1/subscriptions", {"url": receiver.url})
         feed = FeedWatcher(broker.url)
         feed.connect()
+        provisional = FeedWatcher(
+            broker.url, "gridwatch/v1/provisional/#", client_id="soak-provisional-watcher"
+        )
+        provisional.connect()
+        spooled = 0
         gateway = Gateway(broker.url)
         gateway.connect()
         stop = threading.Event()
@@ -202,11 +217,25 @@ def main() -> int:
                 webhook_up_at = time.monotonic() + down_for
             elif fault == "database":
                 down_for = rng.uniform(20, 60)
-                log(f"fault: PostgreSQL stopped for {down_for:.0f} s")
+                crash = injected[fault] % 2 == 0
+                log(
+                    f"fault: PostgreSQL stopped for {down_for:.0f} s"
+                    + (", gridwatch SIGKILLed meanwhile" if crash else "")
+                )
+                before = spooled_by(gw)
                 cluster.stop()
-                time.sleep(down_for)
+                time.sleep(down_for / 2)
+                if crash:
+                    spooled += spooled_by(gw) - before
+                    gw.kill()
+                time.sleep(down_for / 2)
+                if not crash:
+                    spooled += spooled_by(gw) - before
                 cluster.start()
                 log("PostgreSQL started again")
+                if crash:
+                    gw.start()
+                    log("gridwatch started again")
         receiver.down = False
 
         log("devices stop; settling …")
@@ -226,8 +255,11 @@ def main() -> int:
         gw.stop()
         ledger = account(conninfo, gateway, receiver, feed)
         ledger.faults = injected
+        ledger.spooled = spooled
+        ledger.provisional = len(set(provisional.ids))
         gateway.close()
         feed.close()
+        provisional.close()
         receiver.stop()
     print(ledger.render(args.minutes))
     return 1 if ledger.lost_count else 0

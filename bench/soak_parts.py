@@ -83,11 +83,16 @@ class Gateway:
 class FeedWatcher:
     """A downstream subscriber of the MQTT event feed with a persistent session."""
 
-    def __init__(self, url: str, topic: str = "gridwatch/v1/events/#") -> None:
+    def __init__(
+        self,
+        url: str,
+        topic: str = "gridwatch/v1/events/#",
+        client_id: str = "soak-feed-watcher",
+    ) -> None:
         self._endpoint = MqttEndpoint.from_url(url)
         self.ids: list[str] = []
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id="soak-feed-watcher", protocol=mqtt.MQTTv5
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
         self.client.reconnect_delay_set(0.1, 1.0)
         self.client.on_connect = lambda c, *_: c.subscribe(topic, qos=1)
@@ -169,6 +174,8 @@ class Ledger:
     feed_repeats: int = 0
     undelivered: list[str] = field(default_factory=list)
     faults: Counter[str] = field(default_factory=Counter)
+    spooled: int = 0  # acknowledged from the spool while the database was away
+    provisional: int = 0  # distinct provisional alerts seen on MQTT meanwhile
 
     @property
     def lost_count(self) -> int:
@@ -191,6 +198,8 @@ class Ledger:
             f"   (repeats {self.webhook_repeats})",
             f"  MQTT feed deliveries (distinct)        {self.feed_delivered:>10,}"
             f"   (repeats {self.feed_repeats})",
+            f"  spooled while the database was away    {self.spooled:>10,}",
+            f"  provisional alerts meanwhile (MQTT)    {self.provisional:>10,}",
             f"  lost                                   {self.lost_count:>10,}",
         ]
         out += [f"    lost message: {x}" for x in self.lost[:20]]
