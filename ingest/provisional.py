@@ -74,10 +74,12 @@ class ProvisionalDetection:
         self._found(done.hits, now)
 
     def tick(self, now: float) -> None:
-        fork = self._fork
-        if fork is None or now - self._last_tick < self.tick_s:
+        """The clock goes on while the database is away, messages or not: a device that
+        falls silent is found too."""
+        if now - self._last_tick < self.tick_s:
             return
         self._last_tick = now
+        fork = self._forked()
         known = self._known()
         profiles = {d: known[d].profile for d in fork.states if d in known}
         done = fork.tick(profiles, now)

@@ -137,10 +137,9 @@ def test_devices_going_silent_during_an_outage_are_found_on_the_clock() -> None:
     runtime = DetectionRuntime()
     published: list[Hit] = []
     outage = ProvisionalDetection(lambda: runtime, lambda: known, lambda h, _n: published.extend(h))
-    beat = IngestBatch(heartbeats=[Heartbeat("WP-0", T0, 1, {}, T0)])
-    outage.spooled(beat, T0)
-    outage.tick(T0 + 60)
-    assert not published
+    runtime.adopt({"WP-0": known["WP-0"].profile}, {}, T0)  # heard before the outage
+    outage.tick(T0 + 60)  # the outage starts on the clock, before any message
+    assert outage.active and not published
     outage.tick(T0 + 7 * 24 * 3600)
     assert [(h.device_id, h.type) for h in published] == [("WP-0", "device_offline")]
 
