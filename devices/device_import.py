@@ -8,14 +8,9 @@ device belongs to is checked later, against the stored grids (``devices.registry
 
 from __future__ import annotations
 
-import codecs
-import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
-
-import orjson
 
 from devices import device_fields as fields
 from devices.device_fields import FieldError
@@ -23,6 +18,18 @@ from devices.grid_codes import is_basic_grid_code
 from devices.overrides import OverrideError, parse_overrides
 from devices.profiles import UnknownDeviceType, get_profile, registered_types
 from devices.registry import Device, FramePolygon, ImportIssue, Severity
+from devices.tabular import (
+    EXTENSIONS,
+    RawRow,
+    TableFormat,
+    csv_rows,
+    format_for,
+    jsonl_rows,
+    read_table,
+    unknown_fields,
+)
+
+DeviceFormat = TableFormat  # the name callers know: a device file's format
 
 KNOWN_FIELDS = (
     "device_id",
@@ -42,19 +49,6 @@ REQUIRED_FIELDS = ("device_id", "type")
 CAMERA_FIELDS = ("rtsp_url", "zones", "masks")
 # The contract names cameras as the type pulled over RTSP; profiles carry no such flag yet.
 CAMERA_TYPE = "camera"
-_SNIFF_BYTES = 64 * 1024
-
-
-class DeviceFormat(StrEnum):
-    CSV = "csv"
-    JSONL = "jsonl"
-
-
-_EXTENSIONS = {
-    ".csv": DeviceFormat.CSV,
-    ".jsonl": DeviceFormat.JSONL,
-    ".ndjson": DeviceFormat.JSONL,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,32 +63,24 @@ DeviceRow = ParsedDevice | ImportIssue
 """What iterating a device file yields; warnings about a kept row come before the row."""
 
 
-def format_for(path: Path) -> DeviceFormat | None:
-    return _EXTENSIONS.get(path.suffix.lower())
-
-
 def iter_devices(path: Path, *, fmt: DeviceFormat | None = None) -> Iterator[DeviceRow]:
     """Rows and issues of a device file, read as the caller iterates."""
     source = str(path)
     chosen = fmt or format_for(path)
     if chosen is None:
-        known = ", ".join(sorted(_EXTENSIONS))
+        known = ", ".join(sorted(EXTENSIONS))
         yield ImportIssue(source, Severity.ERROR, f"unknown device file type (use {known})")
         return
-    # JSON is UTF-8 by definition; CSV from a Chinese Excel is often GB18030.
-    encoding = "utf-8-sig" if chosen is DeviceFormat.JSONL else _sniff_encoding(path)
-    with path.open(encoding=encoding, newline="") as handle:
-        try:
-            yield from iter_device_lines(handle, fmt=chosen, source=source)
-        except UnicodeDecodeError as exc:
-            yield ImportIssue(source, Severity.ERROR, f"file is not valid {encoding}: {exc}")
+    yield from read_table(
+        path, chosen, lambda lines: iter_device_lines(lines, fmt=chosen, source=source)
+    )
 
 
 def iter_device_lines(
     lines: Iterable[str], *, fmt: DeviceFormat, source: str
 ) -> Iterator[DeviceRow]:
     """Rows and issues of device text (a file, an HTTP upload), lazily."""
-    raw_rows = _csv_rows(lines, source) if fmt is DeviceFormat.CSV else _jsonl_rows(lines, source)
+    raw_rows = _csv_rows(lines, source) if fmt is TableFormat.CSV else _jsonl_rows(lines, source)
     first_line: dict[str, int] = {}
     for item in raw_rows:
         if isinstance(item, ImportIssue):
@@ -112,59 +98,32 @@ def count_data_lines(path: Path) -> int:
         for raw in handle:
             if raw.strip():
                 count += 1
-    if format_for(path) is DeviceFormat.CSV and count:
+    if format_for(path) is TableFormat.CSV and count:
         count -= 1
     return count
 
 
-_RawRow = tuple[int, Mapping[str, object]]
+def _check_header(source: str) -> Callable[[list[str], int], Iterator[ImportIssue]]:
+    def check(header: list[str], line: int) -> Iterator[ImportIssue]:
+        problem = _header_problem(header)
+        if problem is not None:
+            yield ImportIssue(source, Severity.ERROR, problem, line=line)
+            return
+        yield from unknown_fields(source, line, header, KNOWN_FIELDS, set())
+
+    return check
 
 
-def _csv_rows(lines: Iterable[str], source: str) -> Iterator[_RawRow | ImportIssue]:
-    reader = csv.reader(lines)
-    header: list[str] | None = None
-    last_line = 0
-    for cells in reader:
-        line, last_line = last_line + 1, reader.line_num
-        if not any(cell.strip() for cell in cells):
-            continue
-        if header is None:
-            header = [cell.strip().lstrip("\ufeff") for cell in cells]
-            problem = _header_problem(header)
-            if problem is not None:
-                yield ImportIssue(source, Severity.ERROR, problem, line=line)
-                return
-            yield from _unknown_fields(source, line, header, set())
-            continue
-        if len(cells) > len(header):
-            yield ImportIssue(
-                source,
-                Severity.ERROR,
-                f"row has {len(cells)} cells but the header has {len(header)}",
-                line=line,
-                key=cells[0].strip() or None,
-            )
-            continue
-        yield line, dict(zip(header, cells, strict=False))
-    if header is None:
-        yield ImportIssue(source, Severity.ERROR, "empty file: no header row")
+def _csv_rows(lines: Iterable[str], source: str) -> Iterator[RawRow | ImportIssue]:
+    return csv_rows(lines, source, _check_header(source), key_column="device_id")
 
 
-def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[_RawRow | ImportIssue]:
+def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[RawRow | ImportIssue]:
     warned: set[str] = set()
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            row = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield ImportIssue(source, Severity.ERROR, f"not JSON: {exc}", line=line)
-            continue
-        if not isinstance(row, dict):
-            yield ImportIssue(source, Severity.ERROR, "each line must be a JSON object", line=line)
-            continue
-        yield from _unknown_fields(source, line, row, warned)
-        yield line, row
+    for item in jsonl_rows(lines, source):
+        if not isinstance(item, ImportIssue):
+            yield from unknown_fields(source, item[0], item[1], KNOWN_FIELDS, warned)
+        yield item
 
 
 def _header_problem(header: list[str]) -> str | None:
@@ -175,18 +134,6 @@ def _header_problem(header: list[str]) -> str | None:
     if doubled:
         return f"header repeats column(s) {', '.join(doubled)}"
     return None
-
-
-def _unknown_fields(
-    source: str, line: int, names: Iterable[str], warned: set[str]
-) -> Iterator[ImportIssue]:
-    """Each unknown field once per file: likely a typo (``grid`` for ``grid_code``)."""
-    for name in names:
-        if name and name not in KNOWN_FIELDS and name not in warned:
-            warned.add(name)
-            yield ImportIssue(
-                source, Severity.WARNING, f"unknown field {name!r} is ignored", line=line
-            )
 
 
 def _check_row(
@@ -256,13 +203,3 @@ def _device(device_id: str, row: Mapping[str, object]) -> tuple[Device, list[str
     return device, warnings
 
 
-def _sniff_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) when the head decodes as such, else GB18030."""
-    with path.open("rb") as handle:
-        head = handle.read(_SNIFF_BYTES)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        decoder.decode(head, final=len(head) < _SNIFF_BYTES)
-    except UnicodeDecodeError:
-        return "gb18030"
-    return "utf-8-sig"

@@ -14,21 +14,25 @@ by distance), ``address``, optional ``grid_code`` (derived from the point when a
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-
 from devices import device_fields as fields
 from devices.device_fields import FieldError
-from devices.device_import import DeviceFormat, format_for
 from devices.grid_codes import is_basic_grid_code
 from devices.registry import ImportIssue, Severity
+from devices.tabular import (
+    TableFormat,
+    csv_rows,
+    format_for,
+    jsonl_rows,
+    read_table,
+    unknown_fields,
+)
 
 KNOWN_FIELDS: Final = (
     "resource_id", "kind", "name", "lat", "lon", "address", "grid_code", "contact", "phone",
@@ -101,17 +105,19 @@ def iter_resources(path: Path) -> Iterator[ResourceRow]:
     if fmt is None:
         yield ImportIssue(source, Severity.ERROR, "unknown file type (use .csv or .jsonl)")
         return
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        try:
-            yield from iter_resource_lines(handle, fmt=fmt, source=source)
-        except UnicodeDecodeError as exc:
-            yield ImportIssue(source, Severity.ERROR, f"file is not valid UTF-8: {exc}")
+    yield from read_table(
+        path, fmt, lambda lines: iter_resource_lines(lines, fmt=fmt, source=source)
+    )
 
 
 def iter_resource_lines(
-    lines: Iterable[str], *, fmt: DeviceFormat, source: str
+    lines: Iterable[str], *, fmt: TableFormat, source: str
 ) -> Iterator[ResourceRow]:
-    raw = _csv_rows(lines, source) if fmt is DeviceFormat.CSV else _jsonl_rows(lines, source)
+    raw = (
+        csv_rows(lines, source, _check_header(source), key_column="resource_id")
+        if fmt is TableFormat.CSV
+        else jsonl_rows(lines, source)
+    )
     first_line: dict[str, int] = {}
     warned: set[str] = set()
     for item in raw:
@@ -119,12 +125,7 @@ def iter_resource_lines(
             yield item
             continue
         line, row = item
-        for name in row:
-            if name and name not in KNOWN_FIELDS and name not in warned:
-                warned.add(name)
-                yield ImportIssue(
-                    source, Severity.WARNING, f"unknown field {name!r} is ignored", line=line
-                )
+        yield from unknown_fields(source, line, row, KNOWN_FIELDS, warned)
         key: str | None = None
         try:
             key = _resource_id(row)
@@ -194,52 +195,12 @@ def _phone(row: Mapping[str, object]) -> str:
     return fields.text(row, "phone")
 
 
-_RawRow = tuple[int, Mapping[str, object]]
-
-
-def _csv_rows(lines: Iterable[str], source: str) -> Iterator[_RawRow | ImportIssue]:
-    reader = csv.reader(lines)
-    header: list[str] | None = None
-    last_line = 0
-    for cells in reader:
-        line, last_line = last_line + 1, reader.line_num  # where the row starts
-        if not any(cell.strip() for cell in cells):
-            continue
-        if header is None:
-            header = [cell.strip().lstrip("\ufeff") for cell in cells]
-            missing = [n for n in REQUIRED_FIELDS if n not in header]
-            if missing:
-                yield ImportIssue(
-                    source,
-                    Severity.ERROR,
-                    f"header lacks column(s) {', '.join(missing)}",
-                    line=line,
-                )
-                return
-            continue
-        if len(cells) > len(header):
+def _check_header(source: str) -> Callable[[list[str], int], Iterator[ImportIssue]]:
+    def check(header: list[str], line: int) -> Iterator[ImportIssue]:
+        missing = [n for n in REQUIRED_FIELDS if n not in header]
+        if missing:
             yield ImportIssue(
-                source,
-                Severity.ERROR,
-                f"row has {len(cells)} cells but the header has {len(header)}",
-                line=line,
+                source, Severity.ERROR, f"header lacks column(s) {', '.join(missing)}", line=line
             )
-            continue
-        yield line, dict(zip(header, cells, strict=False))
-    if header is None:
-        yield ImportIssue(source, Severity.ERROR, "empty file: no header row")
 
-
-def _jsonl_rows(lines: Iterable[str], source: str) -> Iterator[_RawRow | ImportIssue]:
-    for line, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            row = orjson.loads(text)
-        except orjson.JSONDecodeError as exc:
-            yield ImportIssue(source, Severity.ERROR, f"not JSON: {exc}", line=line)
-            continue
-        if not isinstance(row, dict):
-            yield ImportIssue(source, Severity.ERROR, "each line must be a JSON object", line=line)
-            continue
-        yield line, row
+    return check

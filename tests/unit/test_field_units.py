@@ -4,6 +4,7 @@ their hit, the check-in payload given over HTTP, and ETag matching."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import orjson
 import pytest
@@ -26,6 +27,7 @@ from devices.resources import (
     ResourceKind,
     haversine_m,
     iter_resource_lines,
+    iter_resources,
 )
 
 NOW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -60,6 +62,24 @@ def test_resource_rows_are_checked_one_by_one() -> None:
     assert "duplicate resource_id, first on line 2" in errors[(7, "HY-1")]
     assert "must be 1–64" in errors[(8, None)]
     assert "JSON object" in errors[(9, "HY-4")]
+
+
+def test_a_resource_csv_saved_by_a_chinese_excel_is_read_as_gb18030(tmp_path: Path) -> None:
+    text = (
+        "resource_id,kind,name,lat,lon\r\n"
+        "MFS-1,micro_fire_station,幸福社区微型消防站,22.9,113.3\r\n"
+    )
+    gbk, utf8 = tmp_path / "r-gbk.csv", tmp_path / "r-utf8.csv"
+    gbk.write_bytes(text.encode("gb18030"))
+    utf8.write_bytes(b"\xef\xbb\xbf" + text.encode())  # with a BOM
+    for path in (gbk, utf8):
+        [row] = list(iter_resources(path))
+        assert isinstance(row, ParsedResource), row
+        assert row.resource.name == "幸福社区微型消防站"
+    broken = tmp_path / "r-bad.jsonl"
+    broken.write_bytes(b'{"resource_id": "\xff"}\n')
+    [issue] = list(iter_resources(broken))
+    assert not isinstance(issue, ParsedResource) and "not valid utf-8" in issue.reason
 
 
 def test_resource_json_lines_keep_a_numeric_phone_as_text() -> None:
