@@ -19,7 +19,9 @@ not) and ``detail.hazard``.
 Ticks run from the tag's registration on, scanned or not (the detector is ``scheduled``):
 its duty starts with the first period that begins after the service first ticked it. After a
 restart no patrol is declared overdue for ``settle_s``, because check-ins the broker queued
-meanwhile are still to come.
+meanwhile are still to come. With several workers only the one owning patrol deadlines ticks
+tags, after taking in the check-ins other workers stored (:mod:`ingest.patrol_owner`); its
+settling time also covers a takeover.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from devices.overrides import PATROL_INTERVAL, JsonValue, parse_duration, positi
 from devices.profiles import DeviceProfile
 
 CHECKIN: Final = "checkin"
+OVERDUE: Final = "patrol_overdue"
 INTERVAL_KEY: Final = PATROL_INTERVAL
 DEFAULT_INTERVAL: Final = timedelta(days=1)  # only for a tag stored without its interval
 GRACE_SHARE: Final = 0.1
@@ -72,8 +75,9 @@ class PatrolConfig(DetectorConfig):
     settle_s: float = Field(
         60.0,
         ge=0,
-        description="After a restart, no patrol is declared overdue for this long (check-ins "
-        "the broker queued meanwhile come first).",
+        description="After a restart or a takeover of the deadlines by another worker, no "
+        "patrol is declared overdue for this long (check-ins the broker queued meanwhile come "
+        "first).",
     )
     severity: Severity = Field("blue", description="Suggested severity of patrol_overdue.")
     hazard_severity: Severity = Field("yellow", description="Suggested severity of fire_hazard.")
@@ -115,7 +119,7 @@ class PatrolDetector:
         self.key = key
         self.schedule = schedule
         self.settle_s = cfg.settle_s
-        self.overdue = Label("patrol_overdue", "patrol", cfg.severity)
+        self.overdue = Label(OVERDUE, "patrol", cfg.severity)
         self.hazard = Label("fire_hazard", "fire", cfg.hazard_severity)
 
     def initial_state(self) -> PatrolState:

@@ -146,6 +146,7 @@ class Service:
             "spool": self._spool_health(),
             "devices_known": len(self.validator.devices) if self.validator else 0,
             "detector_hits": self.detection.hits if self.detection else 0,
+            "patrol_deadlines_owner": bool(self.detection and self.detection.owner.owned),
             "events_opened": self.alerts.opened if self.alerts else 0,
             "events_escalated": self.alerts.escalated if self.alerts else 0,
         }

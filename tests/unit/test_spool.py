@@ -182,3 +182,19 @@ def test_small_spooled_batches_are_written_back_together_in_order(tmp_path: Path
     assert len(merged) == len(batches[0]) + len(batches[1])
     assert merged.duplicates == 6
     assert [i.batch for i in spool.oldest_run(1)] == batches[:1]  # always at least one
+
+
+def test_patrol_deadlines_wait_for_the_database() -> None:
+    import msgspec
+
+    known = _known()
+    runtime = DetectionRuntime()
+    runtime.adopt({"SD-1": known["SD-1"].profile}, {}, T0)
+    done = runtime.run(
+        [DeviceEvent("SD-1", T0, 1, "alarm", {}, T0)], {"SD-1": known["SD-1"].profile}, T0
+    )
+    overdue = msgspec.structs.replace(done.hits[0], type="patrol_overdue")
+    published: list[Hit] = []
+    outage = ProvisionalDetection(lambda: runtime, lambda: known, lambda h, _n: published.extend(h))
+    outage._found([overdue, done.hits[0]], T0)
+    assert [h.type for h in published] == ["smoke_alarm"]
