@@ -39,8 +39,15 @@ pre-rendered. ``box`` (the simulator's own moving box over a still background) h
 simulator's cost, but decodes some 12 % cheaper than the demo (most blocks are skipped),
 which flatters decode alone, and gives the detectors a box and no people.
 
+OpenCV works on ``--opencv-threads`` threads, by default what the service sets
+(``video.opencv_threads``, 1): cameras already run side by side, and OpenCV's own pool on a
+2-core machine cost up to 1 ms a frame in hand-offs. The ratio moves by ±0.03 from run to
+run on a quiet machine (what the demo scene shows in a run's window, and decode's own
+spread): pool several rounds, and run ``--ratio-only`` when nothing else runs.
+
     .venv/bin/python bench/cameras.py                       # about 5 minutes
     .venv/bin/python bench/cameras.py --quick               # 1–1.5 minutes, coarse
+    .venv/bin/python bench/cameras.py --ratio-only --ratio-rounds 4   # the ratio alone
     .venv/bin/python bench/cameras.py --sim-fps 25 --bitrate 4096 --max 8
 """
 
@@ -54,6 +61,7 @@ import logging
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -73,10 +81,14 @@ from detectors.base import Hit
 from detectors.video import VideoConfig
 from detectors.video.pipeline import CameraState, Hits
 from devices.registry import Device
+from gridwatch.config import VideoSection
 from ingest.cameras import CameraFleet, CameraFrame, CameraSource, CaptureSettings
+from ingest.clip_recorder import ClipRecorder
+from ingest.video_clips import ClipSettings
 from ingest.video_stage import VideoStage
 from simulators.rtsp_process import RtspSimulator
 from simulators.scenes import DEMO_ZONE, OSD_MASK
+from storage.media import MediaStore
 
 WIDTH, HEIGHT = 1280, 720
 SAMPLE_FPS = 5.0
@@ -159,16 +171,47 @@ class NoDatabase:
         yield
 
 
+def _clip_settings() -> ClipSettings:
+    """As ``gridwatch run`` makes clips by default (``[video]`` clip settings)."""
+    v = VideoSection()
+    return ClipSettings(
+        width=v.clip_width, pre_s=v.clip_pre_s, post_s=v.clip_post_s, rate=v.sample_fps,
+        queue=v.clip_queue,
+    )  # fmt: skip
+
+
+class EncodedOnly(ClipRecorder):
+    """The service's clip recorder (pre-roll on every frame, a WebM encoded on the low-priority
+    thread for every raise), with storing left out like the rest of the database."""
+
+    def __init__(self, settings: ClipSettings) -> None:
+        super().__init__(settings, MediaStore(Path(tempfile.mkdtemp(prefix="bench-clips-"))))
+        self.encoded = 0
+
+    async def periodic(self, conn: psycopg.AsyncConnection, now: float) -> int:
+        self.collector.close_quiet(now)
+        self._submit()
+        self._take_encoded()
+        for clip, _ in self._ready:
+            self.collector.release(clip)
+        self.encoded += len(self._ready)
+        self._ready = []
+        return 0
+
+
 class FullChain:
     """The video stage as the service wires it, with the database left out: hits are counted
     where the alert stage would correlate them, snapshots made but not stored."""
 
-    def __init__(self) -> None:
+    def __init__(self, clips: bool = True) -> None:
         self.hits = 0
         self.snapshots = 0
         self.detector_cpu = 0.0  # thread CPU seconds inside CameraDetectors.on_frame
         self._lock = threading.Lock()
-        self.stage = VideoStage(self._sink, config=VideoConfig(), save_snapshot=self._snapshot)
+        self.clips = EncodedOnly(_clip_settings()) if clips else None
+        self.stage = VideoStage(
+            self._sink, config=VideoConfig(), save_snapshot=self._snapshot, clips=self.clips
+        )
         self._conn = cast(psycopg.AsyncConnection, NoDatabase())
 
     def set_cameras(self, devices: list[Device]) -> None:
@@ -402,7 +445,7 @@ async def capacity(
 ) -> tuple[list[Window], int]:
     """The full chain on more and more cameras, one fleet growing; the largest N held."""
     devices = devices_of(sim)
-    chain = FullChain()
+    chain = FullChain(clips=not args.no_clips)
     log = FrameLog(chain.stage.on_frame)
     fleet = CameraFleet(
         [], capture_settings(), on_frame=log.on_frame, on_event=chain.stage.on_event
@@ -442,7 +485,8 @@ async def capacity(
         with contextlib.suppress(asyncio.CancelledError):
             await drain
         await fleet.stop()
-    print(f"video hits: {chain.hits}, evidence snapshots: {chain.snapshots}")
+    clips = chain.clips.encoded if chain.clips is not None else 0
+    print(f"video hits: {chain.hits}, evidence snapshots: {chain.snapshots}, clips: {clips}")
     return windows, held
 
 
@@ -456,7 +500,7 @@ async def one_run(
 ) -> Window:
     """A fresh fleet on ``cameras`` cameras: decode alone, or the full chain."""
     devices = devices_of(sim)[:cameras]
-    chain = FullChain() if full else None
+    chain = FullChain(clips=not args.no_clips) if full else None
     if chain is not None:
         chain.set_cameras(devices)
     log = FrameLog(chain.stage.on_frame if chain is not None else None)
@@ -513,7 +557,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         f"{os.uname().machine}, Python {sys.version.split()[0]}, OpenCV {cv2.__version__} "
         f"with {cv2.getNumThreads()} threads"
     )
-    cameras = max(args.max, args.ratio_cameras)
+    cameras = args.ratio_cameras if args.ratio_only else max(args.max, args.ratio_cameras)
     sim = RtspSimulator(
         cameras=cameras,
         width=WIDTH,
@@ -531,12 +575,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(f"this process before any camera: RSS {base_rss:.0f} MB\n{LEGEND}\n")
     try:
-        print(
-            f"capacity: full chain, {args.warmup:g} s warm-up + {args.window:g} s per step "
-            f"(held: every camera ≥ {HELD_RATE * SAMPLE_FPS:.2f} fps analysed, ≤ "
-            f"{100 * HELD_DROP:g} % dropped and ≤ {100 * HELD_DROP:g} % lost)"
-        )
-        windows, held = await capacity(sim, args, base_rss)
+        windows: list[Window] = []
+        held = 0
+        if not args.ratio_only:
+            print(
+                f"capacity: full chain, {args.warmup:g} s warm-up + {args.window:g} s per "
+                f"step (held: every camera ≥ {HELD_RATE * SAMPLE_FPS:.2f} fps analysed, ≤ "
+                f"{100 * HELD_DROP:g} % dropped and ≤ {100 * HELD_DROP:g} % lost)"
+            )
+            windows, held = await capacity(sim, args, base_rss)
         print(
             f"\nfull chain against decode alone: {args.ratio_cameras} cameras, fresh fleets, "
             f"{args.ratio_rounds} round(s) of each, {args.warmup:g} s warm-up + "
@@ -553,11 +600,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     at = next((w for w in windows if w.cameras == held and w.held), None)
     first = windows[0] if windows else None
     print("\n== summary ==")
-    print(
-        f"cameras held: {held} (720p H.264 at {args.sim_fps} fps, {args.bitrate} kbit/s, "
-        f"scene {args.scene}; {SAMPLE_FPS:g} fps analysed, ≤ 1 % frames dropped)"
-        + (f" — the most tried (--max {args.max})" if held >= args.max else "")
-    )
+    if not args.ratio_only:
+        print(
+            f"cameras held: {held} (720p H.264 at {args.sim_fps} fps, {args.bitrate} kbit/s, "
+            f"scene {args.scene}; {SAMPLE_FPS:g} fps analysed, ≤ 1 % frames dropped)"
+            + (f" — the most tried (--max {args.max})" if held >= args.max else "")
+        )
     print(
         f"CPU per analysed frame, full chain / decode alone: {ratio:.2f} "
         f"({full_ms:.2f} ms / {decode_ms:.2f} ms on {args.ratio_cameras} cameras, "
@@ -640,10 +688,21 @@ def main(argv: list[str] | None = None) -> int:
         "dropped frame in 8 s is 2.5 %%)",
     )
     parser.add_argument(
+        "--no-clips",
+        action="store_true",
+        help="leave the evidence clips out of the full chain (on by default, as in the service)",
+    )
+    parser.add_argument(
+        "--ratio-only",
+        action="store_true",
+        help="skip the capacity steps: only the full chain against decode alone",
+    )
+    parser.add_argument(
         "--opencv-threads",
         type=int,
-        default=None,
-        help="cv2.setNumThreads for the run (default: OpenCV's own choice, as the service)",
+        default=VideoSection().opencv_threads,
+        help="cv2.setNumThreads for the run (default: video.opencv_threads's default, as the "
+        "service; 0: OpenCV's own choice, one a core)",
     )
     parser.add_argument("--json", type=Path, default=Path("bench/out/cameras.json"))
     args = parser.parse_args(argv)
@@ -654,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--max, --ratio-cameras and --ratio-rounds must be at least 1")
     if args.scene == "demo" and max(args.max, args.ratio_cameras) > DEMO_CAMERAS_MAX:
         parser.error(f"the demo scene serves at most {DEMO_CAMERAS_MAX} steady cameras")
-    if args.opencv_threads is not None:
+    if args.opencv_threads:  # as gridwatch/service.py does
         cv2.setNumThreads(args.opencv_threads)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     out = asyncio.run(run(args))

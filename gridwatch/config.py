@@ -291,7 +291,7 @@ class VideoSection(Section):
         "evidence (detail.clip) a few seconds after its snapshot.",
     )
     clip_width: int = Field(
-        480, ge=64, le=1920,
+        320, ge=64, le=1920,
         description="Width of clip frames: each analysed frame is downscaled to it once, for "
         "the pre-roll.",
     )  # fmt: skip

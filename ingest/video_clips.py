@@ -45,7 +45,7 @@ class ClipSettings:
     """``rate`` is the analysed frame rate (``video.sample_fps``; pass a camera's top rate
     when every frame is analysed): it bounds the frames a clip holds."""
 
-    width: int = 480
+    width: int = 320
     pre_s: float = 2.0
     post_s: float = 3.0
     rate: float = 5.0

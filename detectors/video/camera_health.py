@@ -152,6 +152,7 @@ class CameraHealth:
         self.cfg = cfg or HealthConfig()
         self.label = Label("camera_fault", "device", self.cfg.severity)
         self._window: dict[tuple[int, int], np.ndarray] = {}
+        self._ref_spectrum: tuple[np.ndarray, np.ndarray] | None = None
 
     def initial_state(self) -> HealthState:
         return HealthState()
@@ -214,23 +215,24 @@ class CameraHealth:
         average = self._average(plane, state, ts)
         state = replace(state, first_ts=first, last_frame=ts, prev=plane.luma,
                         still_since=still_since, calm=calm, live_diff=live, seen_since=seen,
-                        average=average)
+                        average=average, symptoms=symptoms, measures=measures)
         usable = not blank and still_since is None
         due = state.last_check is None or ts - state.last_check >= cfg.check_interval_s
         if usable and due and ts - seen >= cfg.warmup_s:
             state = self._check(average, plane.keep, state, symptoms, measures, ts, hits)
-        return replace(state, symptoms=symptoms, measures=measures), tuple(hits)
+        return state, tuple(hits)
 
     # -- focus and view
 
     def _average(self, plane: Plane, state: HealthState, ts: float) -> np.ndarray:
         """The plane averaged over ``average_tau_s`` (float32); restarts after a gap."""
-        avg, last = state.average, state.last_frame
-        img: np.ndarray = plane.luma.astype(np.float32)
-        if avg is None or avg.shape != img.shape or last is None or not 0 <= ts - last <= 5.0:
+        avg, last, luma = state.average, state.last_frame, plane.luma
+        if avg is None or avg.shape != luma.shape or last is None or not 0 <= ts - last <= 5.0:
+            img: np.ndarray = luma.astype(np.float32)
             return img
         a = 1.0 - math.exp(-(ts - last) / self.cfg.average_tau_s)
-        out: np.ndarray = avg + np.float32(a) * (img - avg)
+        out = avg.copy()  # the state's arrays are never changed in place
+        cv2.accumulateWeighted(luma, out, a)  # one pass, straight from uint8
         return out
 
     def _check(self, average: np.ndarray, keep: np.ndarray | None, state: HealthState,
@@ -251,7 +253,7 @@ class CameraHealth:
             follow = 1 - math.exp(-cfg.check_interval_s / cfg.reference_tau_s)
             focus_ref += follow * (focus - focus_ref)
 
-        (dx, dy), response = _phase_shift(state.view_ref, view)
+        (dx, dy), response = _phase_shift(state.view_ref, view, self._spectrum(state.view_ref))
         h, w = view.shape
         shift = math.hypot(dx / w, dy / h)
         measures.update(shift=round(shift, 4), shift_x=round(dx / w, 4), shift_y=round(dy / h, 4),
@@ -267,6 +269,14 @@ class CameraHealth:
             view_ref, view_at = view, ts
         return replace(state, last_check=ts, focus_ref=focus_ref, view_ref=view_ref,
                        view_at=view_at)
+
+    def _spectrum(self, view_ref: np.ndarray) -> np.ndarray:
+        """The reference view's conjugate spectrum, kept while the reference is the same
+        array (it is retaken every ``view_refresh_s``): one transform fewer per check."""
+        kept = self._ref_spectrum
+        if kept is None or kept[0] is not view_ref:
+            kept = self._ref_spectrum = (view_ref, np.conj(np.fft.rfft2(view_ref)))
+        return kept[1]
 
     def _view(self, average: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
         """The view: the averaged plane at ~90 rows, zero-mean (masked areas zero: a static
@@ -330,14 +340,18 @@ def _energy(lap: np.ndarray, keep: np.ndarray | None) -> float:
     return float(std[0, 0]) ** 2
 
 
-def _phase_shift(ref: np.ndarray, cur: np.ndarray) -> tuple[tuple[float, float], float]:
+def _phase_shift(ref: np.ndarray, cur: np.ndarray,
+                 ref_spectrum: np.ndarray | None = None) -> tuple[tuple[float, float], float]:
     """Shift (pixels, x and y) of view ``cur`` against view ``ref`` by phase correlation, and
     the height of the correlation peak (1: the same picture; ~0: nothing in common).
+    ``ref_spectrum``: ``conj(rfft2(ref))`` when the caller keeps it.
 
     Written with numpy rather than ``cv2.phaseCorrelate``, whose result for the same inputs
     changes from call to call in the opencv-python 4.14 and 5.0 wheels.
     """
-    cross = np.conj(np.fft.rfft2(ref)) * np.fft.rfft2(cur)
+    if ref_spectrum is None:
+        ref_spectrum = np.conj(np.fft.rfft2(ref))
+    cross = ref_spectrum * np.fft.rfft2(cur)
     cross /= np.abs(cross) + 1e-9
     h, w = ref.shape
     surface = np.fft.irfft2(cross, s=(h, w))

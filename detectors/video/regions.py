@@ -238,10 +238,24 @@ def _gradient(img: np.ndarray) -> np.ndarray:
 
 
 def specks(changed: np.ndarray, min_px: float) -> int:
-    """Changed pixels in specks smaller than ``min_px``."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
-    areas = stats[1:n, cv2.CC_STAT_AREA]
+    """Changed pixels in specks smaller than ``min_px``. (The labels of the changed pixels
+    counted with ``bincount``: ``connectedComponentsWithStats`` costs ~0.3 ms on a 320×180
+    plane even when it is empty, this a fraction of it; nothing changed costs nothing.)"""
+    if not cv2.countNonZero(changed):
+        return 0
+    n, labels = cv2.connectedComponents(changed, connectivity=8)
+    areas = np.bincount(labels[changed > 0], minlength=n)[1:]
     return int(areas[areas < min_px].sum())
+
+
+def above(values: np.ndarray, threshold: float, keep: np.ndarray | None = None) -> np.ndarray:
+    """uint8 mask: 255 where ``values`` exceed ``threshold`` and ``keep`` (if given) is set.
+    (``cv2.compare`` writes the mask in one pass; ``np.where`` on a comparison takes three.)"""
+    # (the stubs know only the array form of src2; OpenCV takes a scalar there too)
+    out: np.ndarray = cv2.compare(values, float(threshold), cv2.CMP_GT)  # type: ignore[call-overload]
+    if keep is not None:
+        cv2.bitwise_and(out, keep, dst=out)
+    return out
 
 
 def exposure(img: np.ndarray, bg: np.ndarray, mask: np.ndarray | None) -> float:
@@ -253,19 +267,29 @@ def exposure(img: np.ndarray, bg: np.ndarray, mask: np.ndarray | None) -> float:
         sel &= mask[::4, ::4] == 0
     if int(sel.sum()) < 50:
         return 1.0
-    k = float(np.median(cur[sel] / ref[sel]))
+    k = _median(cur[sel] / ref[sel])
     return min(max(k, 0.5), 2.0)
 
 
+def _median(values: np.ndarray) -> float:
+    """``np.median`` of a 1-D array, the same value by a sort: measured 7 µs against 40 µs
+    for the few thousand ratios of :func:`exposure` (its partition is slow on their many
+    repeated values)."""
+    s = np.sort(values)
+    n = s.size
+    return float(s[n // 2]) if n % 2 else float((s[n // 2 - 1] + s[n // 2]) / 2)
+
+
 def hysteresis(strong: np.ndarray, delta: np.ndarray, low: float,
-               mask: np.ndarray | None) -> np.ndarray:
-    """The pixels above ``low`` connected to a ``strong`` one (uint8 255)."""
-    weak = np.where(delta > low, np.uint8(255), np.uint8(0))
-    if mask is not None:
-        weak[mask > 0] = 0
+               keep: np.ndarray | None) -> np.ndarray:
+    """The pixels above ``low`` (where ``keep``, if given) connected to a ``strong`` one
+    (uint8 255)."""
+    if not cv2.countNonZero(strong):
+        return strong  # no seed: nothing grows
+    weak = above(delta, low, keep)
     n, labels = cv2.connectedComponents(weak, connectivity=8)
-    keep = np.zeros(n, np.uint8)
-    keep[labels[strong > 0]] = 255
-    keep[0] = 0
-    out: np.ndarray = keep[labels]
+    lut = np.zeros(n, np.uint8)
+    lut[labels[strong > 0]] = 255
+    lut[0] = 0
+    out: np.ndarray = np.take(lut, np.asarray(labels, np.int32))
     return out

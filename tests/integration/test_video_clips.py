@@ -118,7 +118,9 @@ async def test_a_zone_intrusion_gets_a_clip_that_plays_and_is_served_with_ranges
         ref = with_clip[0]["clip"]
         assert ref["media_id"] == clip_stored.media_id
         assert ref["url"] == f"/api/v1/media/{ref['media_id']}"
-        assert ref["content_type"] == "video/webm" and (ref["width"], ref["height"]) == (480, 270)
+        width = service.settings.video.clip_width  # the 640×360 camera, downscaled to it
+        assert ref["content_type"] == "video/webm"
+        assert (ref["width"], ref["height"]) == (width, width * 360 // 640 // 2 * 2)
         assert FULL.post_frames < ref["frames"] <= FULL.pre_frames + FULL.post_frames
         assert ref["duration_s"] == pytest.approx(ref["frames"] / 5.0, rel=0.35)
         # linked to its event (retention keeps it while the event is open), in the grid

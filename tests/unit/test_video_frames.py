@@ -61,3 +61,29 @@ def test_fill_covers_the_polygon_once_per_shape() -> None:
     assert raster.at((180, 320)) is raster.at((180, 320))
     assert raster.at((90, 160)).shape == (90, 160)
     assert not fill([], (10, 10)).any()
+
+
+def test_a_large_frame_is_antialiased_into_the_plane() -> None:
+    """720p: a 2×2 mean, then the Gaussian pyramid. Sensor noise averages out (over 16
+    frame pixels or more) and the picture is what the full pyramid makes of it."""
+    import cv2
+
+    rng = np.random.default_rng(5)
+    noise = np.clip(128 + rng.normal(0, 10, (720, 1280)), 0, 255).astype(np.uint8)
+    plane = prepare(noise).luma
+    assert plane.shape == (180, 320)
+    assert plane.std() < 10 / 4 and abs(float(plane.mean()) - 128) < 0.5
+    y, x = np.mgrid[0:720, 0:1280]
+    picture = (128 + 60 * np.sin(x / 40.0) * np.cos(y / 30.0)).astype(np.uint8)
+    pyramid = cv2.pyrDown(cv2.pyrDown(picture)).astype(np.float32)
+    assert np.abs(prepare(picture).luma.astype(np.float32) - pyramid).mean() < 1.0
+
+
+def test_plane_keep_is_the_inverse_of_its_mask_made_once() -> None:
+    raster = Raster([LEFT_HALF])
+    frame = np.zeros((360, 640), np.uint8)
+    a, b = prepare(frame, masks=raster), prepare(frame, masks=raster)
+    assert a.keep is b.keep and a.keep is not None
+    assert np.array_equal(a.keep, 255 - a.mask)
+    assert a.visible == int(np.count_nonzero(a.keep))
+    assert prepare(frame).keep is None and prepare(frame).visible == 180 * 320

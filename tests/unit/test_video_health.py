@@ -149,3 +149,10 @@ def test_phase_shift_finds_the_shift(dx: int, dy: int) -> None:
     (sx, sy), response = _phase_shift((img - img.mean()) * win, (moved - moved.mean()) * win)
     assert abs(sx - dx) < 0.5 and abs(sy - dy) < 0.5
     assert response > 0.2
+
+
+def test_phase_shift_with_the_reference_spectrum_kept_is_the_same() -> None:
+    img = _scene()[:90, :160].astype(np.float32)
+    moved = np.roll(img, (3, -6), axis=(0, 1))
+    spectrum = np.conj(np.fft.rfft2(img))
+    assert _phase_shift(img, moved, spectrum) == _phase_shift(img, moved)

@@ -217,3 +217,59 @@ def test_a_turned_camera_carries_nothing_through_the_restart() -> None:
         found.append(boxes)
     assert state.recalibrations == 1  # once: the old view is not pasted back, again and again
     assert not any(found[-15:])
+
+
+def _speckled(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.where(rng.random((H, W)) < 0.02, 255, 0).astype(np.uint8)
+    mask[100:150, 100:120] = 255  # one body among the specks
+    return mask
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_specks_counts_the_pixels_of_small_components(seed: int) -> None:
+    import cv2
+
+    changed = _speckled(seed)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
+    areas = stats[1:n, cv2.CC_STAT_AREA]
+    expected = int(areas[areas < 86].sum())
+    assert 0 < expected < int(np.count_nonzero(changed)) - 1000  # the body is no speck
+    assert regions.specks(changed, 86) == expected
+    assert regions.specks(np.zeros((H, W), np.uint8), 86) == 0
+
+
+def test_above_is_the_thresholded_mask_where_kept() -> None:
+    rng = np.random.default_rng(4)
+    delta = (rng.random((H, W)) * 20).astype(np.float32)
+    keep = np.full((H, W), 255, np.uint8)
+    keep[:, :100] = 0
+    threshold = 25 / 3.7
+    plain = regions.above(delta, threshold)
+    assert plain.dtype == np.uint8
+    assert np.array_equal(plain, np.where(delta > np.float32(threshold), 255, 0))
+    assert np.array_equal(regions.above(delta, threshold, keep), np.where(keep > 0, plain, 0))
+
+
+def test_hysteresis_grows_strong_pixels_into_touching_weak_ones_only() -> None:
+    delta = np.zeros((H, W), np.float32)
+    delta[50:60, 50:80] = 10.0  # weak, touching the strong one below
+    delta[60:70, 50:80] = 30.0  # strong
+    delta[120:130, 200:220] = 10.0  # weak, alone
+    strong = regions.above(delta, 20.0)
+    grown = regions.hysteresis(strong, delta, 5.0, None)
+    assert grown[50:70, 50:80].all() and not grown[120:130, 200:220].any()
+    nothing = np.zeros((H, W), np.uint8)
+    assert not regions.hysteresis(nothing, delta, 5.0, None).any()
+
+
+@pytest.mark.parametrize("n", [2, 5, 6, 9])
+def test_pixel_median_is_numpys(n: int) -> None:
+    from detectors.video.motion import _pixel_median
+
+    rng = np.random.default_rng(n)
+    planes = tuple((rng.integers(0, 6, (H, W)) * 37.5).astype(np.float32) for _ in range(n))
+    expected = np.median(np.stack(planes), axis=0).astype(np.float32)
+    got = _pixel_median(planes)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert all(got is not p for p in planes)
