@@ -7,8 +7,10 @@ bytes never change under an id (they are named by their SHA-256), so the answer 
 the digest as its ``ETag`` and may be cached for good; ``If-None-Match`` answers ``304``.
 
 ``Range: bytes=…`` (one range) answers ``206`` with that part, as browsers ask when they
-play or seek a video clip; ``If-Range`` with another tag, or a range this handler does not
-take (several ranges), answers the whole item; a range past the end answers ``416``.
+play or seek a WebM clip, and other players a Motion-JPEG AVI one (``video/x-msvideo``: the
+console fetches it whole and shows its frames itself); ``If-Range`` with another tag, or a
+range this handler does not take (several ranges), answers the whole item; a range past the
+end answers ``416``.
 aiohttp's ``FileResponse`` does ranges too, but with an ETag of its own (the file's time and
 size), not the digest the evidence is named by.
 """
@@ -144,7 +146,7 @@ async def _send(
 def _paths() -> dict[str, Any]:
     media_id = oa.path_param("id", "The media id ('MD' + 26 characters).")
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}
-    types = ("image/jpeg", "image/png", "image/webp", "video/mp4", "video/webm")
+    types = ("image/jpeg", "image/png", "image/webp", "video/mp4", "video/webm", "video/x-msvideo")
     content = {t: {"schema": binary} for t in types}
     out: dict[str, Any] = {}
     for path, operation_id, summary in (

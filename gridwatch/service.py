@@ -258,6 +258,8 @@ class Service:
                 post_s=v.clip_post_s,
                 rate=v.sample_fps or 30.0,  # every frame analysed: bound as for 30 fps
                 queue=v.clip_queue,
+                format=v.clip_format,
+                quality=v.clip_quality,
             )
             clips = ClipRecorder(clip_settings, self.media, self._grid_of)
             # the amended event has a new version: the alert stage reads its holders again

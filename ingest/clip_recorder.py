@@ -5,10 +5,11 @@ The video stage feeds :class:`ClipRecorder` (frames, raises, the snapshots of ap
 raises) and calls :meth:`ClipRecorder.periodic` between ingest batches, on the pipeline's
 connection, after it has applied the hits. A clip is stored once every raise citing it has
 been applied (their snapshots are then linked to their events), in its own transaction:
-the media row (kind ``clip``, ``video/webm``, linked to the event so that snapshot
-retention covers it) and, for every open event whose evidence cites one of those snapshots,
-``detail.clip`` added to those evidence items, a new version and an ``updated`` change in
-the change log, so the stream, the MQTT feed and webhooks carry it like any other change.
+the media row (kind ``clip``, ``video/x-msvideo`` for Motion-JPEG or ``video/webm``, linked
+to the event so that snapshot retention covers it) and, for every open event whose evidence
+cites one of those snapshots, ``detail.clip`` added to those evidence items, a new version
+and an ``updated`` change in the change log, so the stream, the MQTT feed and webhooks carry
+it like any other change.
 
 Encoding has one thread of its own at a lower CPU priority (nice 10), so a clip never takes
 a frame's turn on the detectors' threads; clips still collecting or encoding when the
@@ -34,12 +35,12 @@ import psycopg
 
 from alerts.event import Evidence
 from ingest.video_clips import (
-    CONTENT_TYPE,
     Clip,
     ClipCollector,
     ClipSettings,
     EncodedClip,
-    encode_webm,
+    Encoder,
+    encoder_for,
     shrink,
 )
 from storage.events import get_event, log_change, save_event
@@ -71,13 +72,14 @@ class ClipRecorder:
         media: MediaStore,
         grid_of: Callable[[str], str | None] = lambda camera_id: None,
         *,
-        encode: Callable[[list[np.ndarray], float], EncodedClip] = encode_webm,
+        encode: Encoder | None = None,
     ) -> None:
+        """``encode``: the encoder of ``settings.format`` unless given."""
         self.settings = settings
         self.collector = ClipCollector(settings)
         self.media = media
         self._grid_of = grid_of
-        self._encode = encode
+        self._encode = encode or encoder_for(settings)
         self._executor: ThreadPoolExecutor | None = None
         self._encoding: list[tuple[Clip, Future[EncodedClip]]] = []
         self._ready: list[tuple[Clip, EncodedClip]] = []
@@ -188,7 +190,7 @@ class ClipRecorder:
             item = await self.media.save(
                 conn,
                 encoded.data,
-                content_type=CONTENT_TYPE,
+                content_type=encoded.content_type,
                 kind=KIND,
                 device_id=clip.camera_id,
                 grid_code=self._grid_of(clip.camera_id),
@@ -197,7 +199,7 @@ class ClipRecorder:
             ref = {
                 "media_id": item.id,
                 "url": clip_url(item.id),
-                "content_type": CONTENT_TYPE,
+                "content_type": encoded.content_type,
                 "duration_s": encoded.duration_s,
                 "frames": encoded.frames,
                 "width": encoded.width,

@@ -1,35 +1,49 @@
 """Short clips around video raises: a pre-roll ring per camera, one clip collected at a time,
-and the WebM encoder.
+and the two encoders: Motion-JPEG in AVI (the default) and WebM VP8.
 
-Every analysed frame is downscaled once (:func:`shrink`, ~0.15–0.2 ms with ``INTER_LINEAR``
-from 640×360 or 1280×720 to 480 wide, on the detectors' worker thread) and kept for
-``pre_s`` seconds. A raise starts a clip from that pre-roll and collects ``post_s`` seconds
-more; a raise on the same camera while its clip is being collected joins it (both cite the
-same clip), so a camera holds at most one clip in memory besides its ring. A finished clip
-waits for the encoder in a bounded queue: when ``queue`` clips are already waiting, it is
-skipped and counted, never holding back frames or hits.
+Every analysed frame is downscaled once (:func:`shrink`, ~0.1 ms from 1280×720 to 480 wide,
+on the detectors' worker thread) and kept for ``pre_s`` seconds. A raise starts a clip from
+that pre-roll and collects ``post_s`` seconds more; a raise on the same camera while its clip
+is being collected joins it (both cite the same clip), so a camera holds at most one clip in
+memory besides its ring. A finished clip waits for the encoder in a bounded queue: when
+``queue`` clips are already waiting, it is skipped and counted, never holding back frames or
+hits.
+
+Motion-JPEG (the default) costs ~7 ms of CPU for a 26-frame clip at 480×270: each frame a
+JPEG, written into a RIFF AVI here (OpenCV's own MJPG writer takes ~4× as long for the same
+frames, through a temporary file, and its quality cannot be set). VP8 takes ~0.4 s at
+320×180 and ~0.8 s at 480×270 (libvpx through OpenCV, whose deadline cannot be set), and
+is no smaller on a camera's busy frames (851 KiB against 582 KiB at JPEG quality 75;
+``bench/video_clip_cost.py``). Browsers do not play MJPEG AVI in ``<video>`` (the console
+shows its JPEGs one by one); WebM plays in any browser.
 
 :class:`ClipCollector` is pure bookkeeping (times are arguments, no I/O) so that the bounds
-are tested frame by frame; :func:`encode_webm` is the I/O part, run on a worker thread.
+are tested frame by frame; the encoders are the CPU part, run on a worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import struct
 import sys
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal, get_args
 
 import cv2
 import numpy as np
 
-CONTENT_TYPE: Final = "video/webm"
+ClipFormat = Literal["mjpeg", "webm"]
+FORMATS: Final[tuple[ClipFormat, ...]] = get_args(ClipFormat)
+MJPEG_TYPE: Final = "video/x-msvideo"  # Motion-JPEG in AVI
+WEBM_TYPE: Final = "video/webm"
+CONTENT_TYPES: Final[dict[ClipFormat, str]] = {"mjpeg": MJPEG_TYPE, "webm": WEBM_TYPE}
 # VP8 in WebM: what OpenCV's wheels encode that browsers play (VP9 is ~6× slower to encode).
 FOURCC: Final = cv2.VideoWriter_fourcc(*"VP80")
 # OpenCV's FFmpeg writer prints this on stderr at every WebM open (the container's tag table
@@ -45,14 +59,20 @@ class ClipSettings:
     """``rate`` is the analysed frame rate (``video.sample_fps``; pass a camera's top rate
     when every frame is analysed): it bounds the frames a clip holds."""
 
-    width: int = 320
+    width: int = 480
     pre_s: float = 2.0
     post_s: float = 3.0
     rate: float = 5.0
     queue: int = 8
     quiet_s: float = 1.0  # a clip whose camera went silent is closed this long after its end
+    format: ClipFormat = "mjpeg"
+    quality: int = 75  # JPEG quality of MJPEG frames
 
     def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise ValueError(f"clip format must be one of {', '.join(FORMATS)}")
+        if not 1 <= self.quality <= 100:
+            raise ValueError("clip quality must be 1–100")
         if self.width < 16:
             raise ValueError("clip width must be at least 16 px")
         if self.pre_s < 0 or self.post_s < 0 or self.quiet_s < 0:
@@ -78,17 +98,23 @@ class ClipSettings:
 
 
 def shrink(image: np.ndarray, width: int) -> np.ndarray:
-    """``image`` at most ``width`` wide (even sides, as the encoder wants), for the ring.
+    """``image`` at most ``width`` wide (even sides, as the encoders want), for the ring.
 
-    ``INTER_LINEAR``: ``INTER_AREA`` looks a little better downscaled but costs 4–10× more,
-    and every analysed frame pays this. A frame already small enough is kept as it is (it is
-    read-only and shared, so no copy is needed)."""
+    Every analysed frame pays this. From more than twice the width (720p or 1080p to 480),
+    the nearest pixel: ~0.085 ms where ``INTER_LINEAR`` costs ~0.2 ms, reading only 2×2 of
+    each larger block anyway; edges get a little rougher, detail stays (a camera's time stamp
+    is legible at 480 this way, not at 320 with ``INTER_LINEAR``). At twice the width or less
+    (720p to 640, 360p to 480), ``INTER_LINEAR``: as cheap as the nearest pixel at exactly
+    half, ~0.15 ms from 640 to 480 (a 640-wide ``width`` keeps such frames as they are).
+    ``INTER_AREA`` would look best but costs 4–30× more. A frame already small enough is
+    kept as it is (it is read-only and shared: no copy)."""
     h, w = image.shape[:2]
     if w <= width and w % 2 == 0 and h % 2 == 0:
         return image
     new_w = min(width, w) // 2 * 2
     new_h = max(2, round(h * new_w / w) // 2 * 2)
-    return cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_NEAREST if w > 2 * new_w else cv2.INTER_LINEAR
+    return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
 
 
 @dataclass(eq=False, slots=True)
@@ -226,10 +252,104 @@ class EncodedClip:
     fps: float
     width: int
     height: int
+    content_type: str = WEBM_TYPE
 
     @property
     def duration_s(self) -> float:
         return round(self.frames / self.fps, 2)
+
+
+Encoder = Callable[[Sequence[np.ndarray], float], EncodedClip]
+
+
+def encoder_for(settings: ClipSettings) -> Encoder:
+    """The encoder of ``settings.format``."""
+    if settings.format == "webm":
+        return encode_webm
+    quality = settings.quality
+    return lambda frames, fps: encode_mjpeg(frames, fps, quality=quality)
+
+
+# RIFF AVI 1.0 (the layout every player reads): the file is one 'RIFF' chunk of form 'AVI '
+# holding LIST 'hdrl' (the main header 'avih' and, for the one stream, LIST 'strl' with its
+# header 'strh' and format 'strf', a BITMAPINFOHEADER of compression 'MJPG'), LIST 'movi'
+# with one '00dc' chunk per frame (a whole JPEG, padded to an even size), and the index
+# 'idx1' (each frame a key frame, offsets from the 'movi' tag). Integers are little-endian.
+_AVIF_HASINDEX: Final = 0x10
+_AVIIF_KEYFRAME: Final = 0x10
+_FRAME_TAG: Final = b"00dc"
+_RIFF_MAX: Final = 2**30  # AVI 1.0 readers expect a RIFF chunk under 1 GiB
+
+
+def _chunk(tag: bytes, payload: bytes) -> bytes:
+    return tag + struct.pack("<I", len(payload)) + payload + b"\0" * (len(payload) & 1)
+
+
+def _list(form: bytes, *chunks: bytes) -> bytes:
+    body = form + b"".join(chunks)
+    return b"LIST" + struct.pack("<I", len(body)) + body
+
+
+def mjpeg_avi(jpegs: Sequence[bytes], fps: float, width: int, height: int) -> bytes:
+    """JPEG frames as a Motion-JPEG AVI at ``fps`` (stored as a rate over a scale of 1000,
+    as the analysed rate is rarely whole)."""
+    if not jpegs:
+        raise ValueError("a clip needs at least one frame")
+    scale = 1000
+    rate = max(1, round(fps * scale))
+    gcd = math.gcd(rate, scale)
+    rate, scale = rate // gcd, scale // gcd
+    largest = max(len(j) for j in jpegs)
+    count = len(jpegs)
+    usec = round(1_000_000 * scale / rate)
+    avih = struct.pack(
+        "<10I16x",
+        usec, round(sum(map(len, jpegs)) * rate / scale / count), 0, _AVIF_HASINDEX,
+        count, 0, 1, largest, width, height,
+    )  # fmt: skip
+    strh = struct.pack(
+        "<4s4sIHHIIIIIIiI4h",
+        b"vids", b"MJPG", 0, 0, 0, 0, scale, rate, 0, count, largest, -1, 0,
+        0, 0, width, height,
+    )  # fmt: skip
+    strf = struct.pack(
+        "<IiiHH4sIiiII", 40, width, height, 1, 24, b"MJPG", width * height * 3, 0, 0, 0, 0
+    )
+    frames = []
+    index = []
+    offset = 4  # after the 'movi' tag
+    for jpeg in jpegs:
+        chunk = _chunk(_FRAME_TAG, jpeg)
+        frames.append(chunk)
+        index.append(struct.pack("<4sIII", _FRAME_TAG, _AVIIF_KEYFRAME, offset, len(jpeg)))
+        offset += len(chunk)
+    header = _list(
+        b"hdrl", _chunk(b"avih", avih), _list(b"strl", _chunk(b"strh", strh), _chunk(b"strf", strf))
+    )
+    body = b"AVI " + header + _list(b"movi", *frames) + _chunk(b"idx1", b"".join(index))
+    if len(body) > _RIFF_MAX:
+        raise ValueError(f"a clip of {len(body)} bytes is too large for an AVI")
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def encode_mjpeg(frames: Sequence[np.ndarray], fps: float, *, quality: int = 75) -> EncodedClip:
+    """The frames (BGR, the first one's size) as Motion-JPEG in AVI at ``fps``: each frame a
+    baseline JPEG (4:2:0, Huffman tables included, so that browsers decode each alone).
+    Blocking, CPU-bound (but ~100× less than VP8): run it on a worker thread."""
+    if not frames:
+        raise ValueError("a clip needs at least one frame")
+    height, width = frames[0].shape[:2]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    jpegs = []
+    for frame in frames:
+        if frame.shape[:2] != (height, width):  # the camera changed resolution
+            frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+        ok, jpeg = cv2.imencode(".jpg", frame, params)
+        if not ok:
+            raise RuntimeError("OpenCV cannot encode JPEG here")
+        jpegs.append(jpeg.tobytes())
+    data = mjpeg_avi(jpegs, fps, width, height)
+    return EncodedClip(data, len(frames), fps, width, height, MJPEG_TYPE)
 
 
 def encode_webm(frames: Sequence[np.ndarray], fps: float) -> EncodedClip:
@@ -254,7 +374,7 @@ def encode_webm(frames: Sequence[np.ndarray], fps: float) -> EncodedClip:
         data = path.read_bytes()
     if not data:
         raise RuntimeError("the WebM writer wrote nothing")
-    return EncodedClip(data, len(frames), fps, width, height)
+    return EncodedClip(data, len(frames), fps, width, height, WEBM_TYPE)
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ A full inbox blocks the camera's frame task, and the fleet's one-frame mailbox t
 frames (counted per camera) rather than hits. A raise carries a JPEG of the frame that
 decided it as evidence, stored in the media store and served at ``/api/v1/snapshots/{id}``.
 With a :class:`~ingest.clip_recorder.ClipRecorder`, every analysed frame is also downscaled
-into the camera's pre-roll (on the same worker thread) and a raise gets a short WebM clip
-too, added to the event's evidence a few seconds later (``ingest/clip_recorder.py``).
+into the camera's pre-roll (on the same worker thread) and a raise gets a short clip
+(Motion-JPEG AVI, or WebM) too, added to the event's evidence a few seconds later
+(``ingest/clip_recorder.py``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """A short clip around a video hit, through the whole service: a real RTSP stream (GStreamer's
 server) shows a person crossing the camera's zone; gridwatch opens a ``zone_intrusion`` event
-with its snapshot at once, then adds a WebM clip to the same evidence item a few seconds
-later, as a new version in the change log. OpenCV reads the clip back frame by frame; the
-API serves it as ``video/webm`` within the camera's grid, with byte ranges as players ask.
+with its snapshot at once, then adds a clip (Motion-JPEG AVI, the default) to the same
+evidence item a few seconds later, as a new version in the change log. OpenCV reads the clip
+back frame by frame; the API serves it as ``video/x-msvideo`` within the camera's grid, with
+byte ranges as players ask. (The WebM encoder is tested on its own in the unit tests.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from devices.registry import Device
 from devices.registry_store import upsert_devices
 from ingest.clip_recorder import StoredClip
-from ingest.video_clips import ClipSettings
+from ingest.video_clips import MJPEG_TYPE, ClipSettings
 from simulators.rtsp_process import RtspSimulator
 from simulators.scenes import DEMO_ZONE, OSD_MASK, Scene, SceneSpec, Walk
 from storage.tokens import create_token
@@ -119,7 +120,8 @@ async def test_a_zone_intrusion_gets_a_clip_that_plays_and_is_served_with_ranges
         assert ref["media_id"] == clip_stored.media_id
         assert ref["url"] == f"/api/v1/media/{ref['media_id']}"
         width = service.settings.video.clip_width  # the 640×360 camera, downscaled to it
-        assert ref["content_type"] == "video/webm"
+        assert service.settings.video.clip_format == "mjpeg"  # the default
+        assert ref["content_type"] == MJPEG_TYPE == "video/x-msvideo"
         assert (ref["width"], ref["height"]) == (width, width * 360 // 640 // 2 * 2)
         assert FULL.post_frames < ref["frames"] <= FULL.pre_frames + FULL.post_frames
         assert ref["duration_s"] == pytest.approx(ref["frames"] / 5.0, rel=0.35)
@@ -127,7 +129,7 @@ async def test_a_zone_intrusion_gets_a_clip_that_plays_and_is_served_with_ranges
         assert await _one(
             database, "SELECT kind, content_type, event_id, grid_code FROM media WHERE id = %s",
             ref["media_id"],
-        ) == ("clip", "video/webm", event_id, TOWN)  # fmt: skip
+        ) == ("clip", MJPEG_TYPE, event_id, TOWN)  # fmt: skip
         # the amendment is a change like any other: the stream, feed and webhooks carry it
         (logged,) = await _one(
             database,
@@ -140,25 +142,30 @@ async def test_a_zone_intrusion_gets_a_clip_that_plays_and_is_served_with_ranges
         async with aiohttp.ClientSession(service.http_url) as http:
             admin = {"Authorization": f"Bearer {tokens['admin']}"}
             async with http.get(ref["url"], headers=admin) as resp:
-                assert resp.status == 200 and resp.content_type == "video/webm"
+                assert resp.status == 200 and resp.content_type == MJPEG_TYPE
                 assert resp.headers["Accept-Ranges"] == "bytes"
                 etag = resp.headers["ETag"]
                 body = await resp.read()
-            assert body[:4] == b"\x1a\x45\xdf\xa3" and len(body) == int(
-                resp.headers["Content-Length"]
-            )
-            path = tmp_path / "clip.webm"
+            assert body[:4] == b"RIFF" and body[8:12] == b"AVI "
+            assert len(body) == int(resp.headers["Content-Length"])
+            path = tmp_path / "clip.avi"
             path.write_bytes(body)
             capture = cv2.VideoCapture(str(path))
-            frames = 0
-            while capture.read()[0]:
-                frames += 1
+            frames = []
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    break
+                frames.append(image)
+            fps = capture.get(cv2.CAP_PROP_FPS)
             capture.release()
-            assert frames == ref["frames"]
+            assert len(frames) == ref["frames"]
+            assert {f.shape for f in frames} == {(ref["height"], ref["width"], 3)}
+            assert fps == pytest.approx(ref["frames"] / ref["duration_s"], rel=0.05)
 
             town = {"Authorization": f"Bearer {tokens['town']}"}
             async with http.get(ref["url"], headers={**town, "Range": "bytes=0-99"}) as resp:
-                assert resp.status == 206 and resp.content_type == "video/webm"
+                assert resp.status == 206 and resp.content_type == MJPEG_TYPE
                 assert resp.headers["Content-Range"] == f"bytes 0-99/{len(body)}"
                 assert await resp.read() == body[:100]
             async with http.get(ref["url"], headers={**town, "Range": "bytes=-10"}) as resp:

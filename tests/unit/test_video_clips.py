@@ -1,10 +1,12 @@
 """Clips around video raises: the pre-roll ring and the clip collector frame by frame (bounds,
 joining, skipping when the encoder is behind, cameras that go quiet), the downscale, the
-WebM encoder read back by OpenCV, and the video stage handing clips their snapshots."""
+Motion-JPEG AVI and WebM encoders read back by OpenCV, choosing between them, and the video
+stage handing clips their snapshots."""
 
 from __future__ import annotations
 
 import contextlib
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,9 +17,22 @@ import pytest
 from detectors.base import Hit
 from detectors.video import VideoConfig
 from devices.registry import Device, FramePolygon
+from gridwatch.config import VideoSection
 from ingest.camera_capture import CameraFrame
 from ingest.clip_recorder import ClipRecorder, StoredClip
-from ingest.video_clips import Clip, ClipCollector, ClipSettings, EncodedClip, encode_webm, shrink
+from ingest.video_clips import (
+    MJPEG_TYPE,
+    WEBM_TYPE,
+    Clip,
+    ClipCollector,
+    ClipSettings,
+    EncodedClip,
+    encode_mjpeg,
+    encode_webm,
+    encoder_for,
+    mjpeg_avi,
+    shrink,
+)
 from ingest.video_stage import VideoStage
 from simulators.scenes import Scene, SceneSpec, Walk
 from storage.media import MediaStore
@@ -140,7 +155,11 @@ def test_no_post_roll_finishes_the_clip_at_the_raise() -> None:
 
 
 def test_settings_refuse_what_cannot_bound_a_clip() -> None:
-    for bad in ({"rate": 0.0}, {"queue": 0}, {"pre_s": -1.0}, {"width": 8}):
+    bad_ones = (
+        {"rate": 0.0}, {"queue": 0}, {"pre_s": -1.0}, {"width": 8},
+        {"format": "gif"}, {"quality": 0}, {"quality": 101},
+    )  # fmt: skip
+    for bad in bad_ones:
         with pytest.raises(ValueError):
             ClipSettings(**bad)  # type: ignore[arg-type]
 
@@ -154,6 +173,117 @@ def test_shrink_keeps_the_aspect_with_even_sides_and_leaves_small_frames_alone()
     assert shrink(np.zeros((241, 321, 3), np.uint8), 480).shape == (240, 320, 3)
 
 
+def test_shrink_takes_the_nearest_pixel_beyond_twice_the_width_and_blends_up_to_it() -> None:
+    rng = np.random.default_rng(1)
+    hd = rng.integers(0, 256, (720, 1280, 3), np.uint8)
+    nearest = cv2.resize(hd, (480, 270), interpolation=cv2.INTER_NEAREST)
+    assert np.array_equal(shrink(hd, 480), nearest)  # the cheap one, where every frame pays
+    half = cv2.resize(hd, (640, 360), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(shrink(hd, 640), half)  # exactly half: 2×2 means, as cheap
+    sd = rng.integers(0, 256, (360, 640, 3), np.uint8)
+    linear = cv2.resize(sd, (480, 270), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(shrink(sd, 480), linear)  # 4:3 of the pixels: nearest would drop one
+
+
+def test_the_format_picks_the_encoder_and_mjpeg_is_the_default() -> None:
+    frames = [tiny(i * 40) for i in range(3)]
+    default = encoder_for(ClipSettings())(frames, RATE)
+    assert default.content_type == MJPEG_TYPE and default.data[:4] == b"RIFF"
+    assert encoder_for(ClipSettings(format="webm")) is encode_webm
+    recorder = ClipRecorder(ClipSettings(format="webm"), MediaStore(Path("/nonexistent")))
+    assert recorder._encode is encode_webm
+    # quality is the mjpeg frames': a lower one makes a smaller clip of the same frames
+    noisy = [np.random.default_rng(i).integers(0, 256, (36, 64, 3), np.uint8) for i in range(3)]
+    low = encoder_for(ClipSettings(quality=30))(noisy, RATE)
+    high = encoder_for(ClipSettings(quality=95))(noisy, RATE)
+    assert len(low.data) < len(high.data)
+    # the service's settings: mjpeg at 480 px by default, webm on demand, nothing else
+    video = VideoSection()
+    assert (video.clip_format, video.clip_width) == ("mjpeg", 480)
+    assert VideoSection(clip_format="webm").clip_format == "webm"
+    with pytest.raises(ValueError):
+        VideoSection(clip_format="mp4")  # type: ignore[arg-type]
+
+
+def read_back(path: Path, api: int = cv2.CAP_ANY) -> tuple[list[np.ndarray], float]:
+    capture = cv2.VideoCapture(str(path), api)
+    assert capture.isOpened()
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    read = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        read.append(image)
+    capture.release()
+    return read, fps
+
+
+def riff_chunks(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(tag, offset of the data, size) of the chunks in data[start:end], LISTs as their form."""
+    out = []
+    while start + 8 <= end:
+        tag, size = struct.unpack_from("<4sI", data, start)
+        out.append((data[start + 8 : start + 12] if tag == b"LIST" else tag, start + 8, size))
+        start += 8 + size + (size & 1)
+    return out
+
+
+def test_encode_mjpeg_writes_an_avi_that_opencv_and_its_own_reader_read_back(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    scene = Scene(SceneSpec("clip", 3, 4.0, (Walk(0, ((0.0, 0.8), (1.0, 0.8)), 0.12),), ()))
+    frames = [shrink(scene.frame(i / RATE), 480) for i in range(26)]
+    encoded = encode_mjpeg(frames, 4.87, quality=80)
+    assert encoded.content_type == MJPEG_TYPE
+    assert (encoded.frames, encoded.width, encoded.height) == (26, 480, 270)
+    assert encoded.duration_s == pytest.approx(26 / 4.87, abs=0.01)
+    data = encoded.data
+    assert data[:4] == b"RIFF" and data[8:12] == b"AVI "
+    assert struct.unpack_from("<I", data, 4)[0] == len(data) - 8
+    path = tmp_path / "clip.avi"
+    path.write_bytes(data)
+    # FFmpeg's AVI reader and OpenCV's own Motion-JPEG one (stricter about the layout)
+    for api in (cv2.CAP_FFMPEG, cv2.CAP_OPENCV_MJPEG):
+        read, fps = read_back(path, api)
+        assert len(read) == 26 and read[0].shape == (270, 480, 3)
+        assert fps == pytest.approx(4.87, abs=0.01)
+        # lossy, but the same picture: the closest of all the frames to what was read
+        errors = [np.abs(read[13].astype(int) - f.astype(int)).mean() for f in frames]
+        assert errors[13] < 8 and int(np.argmin(errors)) == 13
+    # the layout the console's player walks: hdrl, then movi of 00dc JPEGs, then idx1
+    top = riff_chunks(data, 12, len(data))
+    assert [tag for tag, _, _ in top] == [b"hdrl", b"movi", b"idx1"]
+    _, movi, movi_size = top[1]
+    jpegs = riff_chunks(data, movi + 4, movi + movi_size)
+    assert [tag for tag, _, _ in jpegs] == [b"00dc"] * 26
+    for _, at, size in jpegs:
+        assert data[at : at + 2] == b"\xff\xd8" and data[at + size - 2 : at + size] == b"\xff\xd9"
+    first = cv2.imdecode(np.frombuffer(data[jpegs[0][1] : jpegs[0][1] + jpegs[0][2]], np.uint8), 1)
+    assert first.shape == (270, 480, 3)  # each frame a JPEG on its own
+    _, idx1, idx1_size = top[2]  # offsets count from the 'movi' tag, to each chunk's header
+    offsets = [struct.unpack_from("<4sIII", data, idx1 + 16 * i) for i in range(idx1_size // 16)]
+    assert [(tag, movi + at, size) for tag, _, at, size in offsets] == [
+        (b"00dc", at - 8, size) for _, at, size in jpegs
+    ]
+    assert capfd.readouterr().err == ""  # no writer or reader complaint on stderr
+
+
+def test_mjpeg_avi_pads_odd_frames_and_refuses_an_empty_clip(tmp_path: Path) -> None:
+    ok, jpeg = cv2.imencode(".jpg", tiny(200))
+    odd = jpeg.tobytes() + (b"" if len(jpeg) % 2 else b"\0")  # trailing bytes after EOI
+    assert ok and len(odd) % 2 == 1
+    data = mjpeg_avi([odd, odd, odd], 2.0, 64, 36)
+    # each odd chunk is padded: the next chunk starts where a reader looks for it
+    assert [tag for tag, _, _ in riff_chunks(data, 12, len(data))] == [b"hdrl", b"movi", b"idx1"]
+    path = tmp_path / "odd.avi"
+    path.write_bytes(data)
+    read, fps = read_back(path)
+    assert len(read) == 3 and fps == pytest.approx(2.0) and read[0].shape == (36, 64, 3)
+    with pytest.raises(ValueError):
+        mjpeg_avi([], 5.0, 64, 36)
+
+
 def test_encode_webm_writes_vp8_that_opencv_reads_back(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -163,6 +293,7 @@ def test_encode_webm_writes_vp8_that_opencv_reads_back(
     assert encoded.data[:4] == b"\x1a\x45\xdf\xa3"  # EBML
     assert b"webm" in encoded.data[:64]  # the WebM doctype, not plain Matroska
     assert (encoded.frames, encoded.width, encoded.height) == (17, 480, 270)
+    assert encoded.content_type == WEBM_TYPE
     assert encoded.duration_s == pytest.approx(3.4)
     path = tmp_path / "clip.webm"
     path.write_bytes(encoded.data)
@@ -180,11 +311,17 @@ def test_encode_webm_writes_vp8_that_opencv_reads_back(
     assert "is not supported" not in capfd.readouterr().err  # the writer's tag warning
 
 
-def test_frames_of_another_size_are_fitted_to_the_first() -> None:
+def test_frames_of_another_size_are_fitted_to_the_first(tmp_path: Path) -> None:
     frames = [np.zeros((270, 480, 3), np.uint8), np.zeros((360, 640, 3), np.uint8)]
     assert encode_webm(frames, 5.0).frames == 2
-    with pytest.raises(ValueError):
-        encode_webm([], 5.0)
+    mjpeg = encode_mjpeg(frames, 5.0)
+    path = tmp_path / "fitted.avi"
+    path.write_bytes(mjpeg.data)
+    read, _ = read_back(path)
+    assert [image.shape for image in read] == [(270, 480, 3)] * 2
+    for encode in (encode_webm, encode_mjpeg):
+        with pytest.raises(ValueError):
+            encode([], 5.0)
 
 
 # -- the video stage hands each clip the snapshots of the raises citing it ---------------

@@ -8,6 +8,7 @@ import * as api from "./api.js";
 import { updateCountdowns } from "./countdown.js";
 import { clear, formatTime, h } from "./dom.js";
 import { label, t } from "./i18n.js";
+import { MJPEG_TYPE, MjpegPlayer, parseAvi } from "./mjpeg.js";
 import { store } from "./store.js";
 
 const MAX_CHART_DEVICES = 6;
@@ -20,6 +21,7 @@ export class EventDetail {
     this.event = null;
     this.chart = null;
     this.blobs = [];
+    this.players = []; // the MJPEG clips' players (their timers and frame URLs)
     this.mediaKey = ""; // the snapshots and clips shown, to show them again when they change
     this.loading = false; // the first read of the shown event is under way
     this.stale = false; // it changed meanwhile: read it again once that read is done
@@ -56,8 +58,14 @@ export class EventDetail {
     this.event = null;
     if (this.chart) this.chart.destroy();
     this.chart = null;
+    this.freeMedia();
+  }
+
+  freeMedia() {
     for (const url of this.blobs) URL.revokeObjectURL(url);
     this.blobs = [];
+    for (const player of this.players) player.destroy();
+    this.players = [];
   }
 
   async refresh({ full = false } = {}) {
@@ -373,24 +381,41 @@ export class EventDetail {
     return [...new Set(paths)];
   }
 
-  // Evidence cites a video clip as {"clip": {"media_id", "url", "content_type", "duration_s"}}.
-  clipPaths() {
-    const paths = [];
+  // Evidence cites a video clip as {"clip": {"media_id", "url", "content_type", "duration_s"}}:
+  // video/webm plays in a <video>, Motion-JPEG AVI (video/x-msvideo) in the console's player.
+  clips() {
+    const found = new Map();
     for (const item of this.event.evidence || []) {
-      const url = item.detail?.clip?.url;
-      if (typeof url === "string" && url.startsWith("/api/v1/")) paths.push(url);
+      const clip = item.detail?.clip;
+      const url = clip?.url;
+      if (typeof url === "string" && url.startsWith("/api/v1/") && !found.has(url)) {
+        found.set(url, { path: url, contentType: String(clip.content_type || "") });
+      }
     }
-    return [...new Set(paths)];
+    return [...found.values()];
   }
 
   mediaKeyOf() {
-    return [...this.clipPaths(), ...this.snapshotPaths()].join(" ");
+    return [...this.clips().map((c) => c.path), ...this.snapshotPaths()].join(" ");
+  }
+
+  // A clip: an MJPEG player, or a <video>; null when the API has none.
+  async clipElement(shot) {
+    const blob = await fetchBlob(shot.path);
+    if (!blob) return null;
+    if (shot.contentType !== MJPEG_TYPE && blob.type !== MJPEG_TYPE) {
+      const url = URL.createObjectURL(blob);
+      this.blobs.push(url);
+      return h("video", { src: url, controls: true, muted: true, playsInline: true, preload: "metadata", title: shot.caption });
+    }
+    const player = new MjpegPlayer(blob, parseAvi(await blob.arrayBuffer()), { title: shot.caption });
+    this.players.push(player);
+    return player.element;
   }
 
   async renderSnapshots() {
     this.mediaKey = this.mediaKeyOf();
-    for (const url of this.blobs) URL.revokeObjectURL(url);
-    this.blobs = [];
+    this.freeMedia();
     const part = this.part("event-snapshots");
     if (!part) return;
     const box = clear(part);
@@ -403,7 +428,7 @@ export class EventDetail {
       if (found?.device.type === "camera") cameras.push(id);
     }
     const shots = [
-      ...this.clipPaths().map((path) => ({ path, caption: `${t("snap.clip")} · ${path.split("/").pop()}`, video: true })),
+      ...this.clips().map((c) => ({ ...c, caption: `${t("snap.clip")} · ${c.path.split("/").pop()}`, video: true })),
       ...this.snapshotPaths().map((path) => ({ path, caption: path.split("/").pop() })),
       ...cameras.map((id) => ({ path: `/api/v1/cameras/${encodeURIComponent(id)}/latest.jpg`, caption: `${id} · ${t("snap.latest")}` })),
     ];
@@ -414,6 +439,18 @@ export class EventDetail {
     for (const shot of shots) {
       const figure = h("figure.snapshot", {}, h("div.placeholder", {}, t("common.loading")), h("figcaption", {}, shot.caption));
       gallery.append(figure);
+      if (shot.video) {
+        let media = null;
+        try {
+          media = await this.clipElement(shot);
+        } catch {
+          media = null; // not fetched, or not a clip this console can read
+        }
+        // a later render freed what this one made: its players stop once detached
+        if (media && figure.isConnected) figure.firstChild.replaceWith(media);
+        else if (!media) figure.firstChild.textContent = t("snap.unavailable");
+        continue;
+      }
       let url = null;
       try {
         url = await api.blobUrl(shot.path);
@@ -424,13 +461,19 @@ export class EventDetail {
         URL.revokeObjectURL(url);
       } else if (url) {
         this.blobs.push(url);
-        const media = shot.video
-          ? h("video", { src: url, controls: true, muted: true, playsInline: true, preload: "metadata", title: shot.caption })
-          : h("img", { src: url, alt: shot.caption });
-        figure.firstChild.replaceWith(media);
+        figure.firstChild.replaceWith(h("img", { src: url, alt: shot.caption }));
       } else {
         figure.firstChild.textContent = t("snap.unavailable");
       }
     }
   }
+}
+
+// A clip's bytes fetched with the token (a blob: URL cannot be read back under the CSP's
+// connect-src 'self'); null when the API has none.
+async function fetchBlob(path) {
+  const response = await fetch(path, { headers: api.authHeaders() });
+  if (response.status === 404 || response.status === 503) return null;
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  return response.blob();
 }
