@@ -522,6 +522,12 @@ async def one_run(
             with contextlib.suppress(asyncio.CancelledError):
                 await drain
     print(f"{label:12} " + row(w), flush=True)
+    if chain is not None:  # what the evidence cost came from, over the whole run
+        clips = chain.clips.encoded if chain.clips is not None else "off"
+        print(
+            f"{'':12}   raises and clears {chain.hits}, snapshots {chain.snapshots},"
+            f" clips {clips}"
+        )
     return w
 
 
