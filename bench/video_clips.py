@@ -2,8 +2,8 @@
 ground truth, for ``bench/video_quality.py`` (and anyone who wants the videos).
 
 The set is code, not files: each clip is a :class:`~simulators.scenes.SceneSpec` made from a
-seeded generator, so it is the same on every machine and costs nothing to store. 282 clips of
-90 s (7.05 camera-hours), rendered at 5 fps by the bench, in groups:
+seeded generator, so it is the same on every machine and costs nothing to store. 330 clips of
+90 s (8.25 camera-hours), rendered at 5 fps by the bench, in groups:
 
 - one scene each (``walk``, ``outside``, ``loiter``, ``lights``, ``dusk``, ``rain``,
   ``headlights``, ``noise``, the faults ``covered``/``frozen``/``blurred``/``turned``/
@@ -16,8 +16,13 @@ seeded generator, so it is the same on every machine and costs nothing to store.
   failures were studied and fixed since;
 - ``unseen``: random mixes with faults from new seeds, made after those fixes; run once,
   two of the causes of its failures fixed since;
-- ``last``: random mixes with faults from new seeds, made after that; nothing was changed
-  for it: the honest estimate.
+- ``last``: random mixes with faults from new seeds, made after that and run once (recall
+  0.969, 0.83 false events per camera-hour); its failures were studied since and the
+  detectors tuned on them (a fast walker whose legs fade, a walker's region that looks lit
+  window by window), so it is no longer unseen;
+- ``final``: random mixes with faults (the same generator) from new seeds, made only after
+  those fixes and run once for the figures (recall 0.973, precision 0.988, 0.83 false events
+  per camera-hour); nothing was changed for it: the honest estimate.
 
 Most clips hold nuisances or a fault; many hold people crossing a zone or loitering too.
 
@@ -330,8 +335,10 @@ GROUPS: dict[str, tuple[int, Callable[[int, random.Random], SceneSpec]]] = {
     "fresh": (48, lambda i, r: _random(i, r, "fresh", 5000, faults=True)),
     # made after the fresh group's failures were studied and fixed; run, studied, two fixed
     "unseen": (48, lambda i, r: _random(i, r, "unseen", 7000, faults=True)),
-    # made last, after those fixes; nothing changed for it since
+    # made after those fixes; run once, studied, tuned on since
     "last": (48, lambda i, r: _random(i, r, "last", 9000, faults=True)),
+    # made last, after the fixes for the last group; run once, nothing changed for it since
+    "final": (48, lambda i, r: _random(i, r, "final", 11000, faults=True)),
 }
 
 

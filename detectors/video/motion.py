@@ -31,7 +31,9 @@ a global change) and adds what the field's false alarms call for:
 7. **light is not motion**: a group whose detail (the picture minus its local mean) is the
    background's, brighter or darker (correlation ≥ ``lighting_ncc``), is lit — a lamp, a
    beam, a shadow — and learnt at once; so is a group most of whose pixels are lit so in
-   their neighbourhood, but for the dense blobs in it that are not (someone under the lamp).
+   their neighbourhood, but for the dense blobs in it that are not (someone under the lamp),
+   unless it is dense and carries on a box of the last frame from elsewhere (someone walking
+   on: a shirt passing a kerb line correlates with it window by window).
    Where a box was in the last frame, a group judged lit as a whole is judged again pixel by
    pixel (a beam sweeping over someone, a dark figure correlating with the background by
    chance): what is not lit there and continues that box is still motion (not in heavy
@@ -355,7 +357,8 @@ class MotionDetector:
                         boxes.extend(rescued)
                     continue
                 lit = regions.lit(img, bg, changed, r, cfg.lighting_ncc, detail)
-                if 2 * cv2.countNonZero(lit) >= cv2.countNonZero(mine):
+                if (2 * cv2.countNonZero(lit) >= cv2.countNonZero(mine)
+                        and not self._moving_on(r, mine, state.boxes)):
                     # mostly light (a lamp came on): what moves in it is what is not lit
                     learnt.append(r)
                     rest = cv2.morphologyEx(cv2.subtract(mine, lit), cv2.MORPH_OPEN, self._kernel)
@@ -416,6 +419,20 @@ class MotionDetector:
                     pixels[ys, xs] = rest[ys, xs]
                     out[b] = (crop, pixels)
         return out
+
+    def _moving_on(self, r: regions.Region, mine: np.ndarray, before: tuple[Box, ...]) -> bool:
+        """``r`` (its changed pixels ``mine``) is dense and carries on a box of the last frame
+        (overlapping it grown by half its size, of a similar area) from somewhere else (less
+        than half their union in common): something that walked on, not light. A region most
+        of whose pixels look lit but whose detail as a whole is not the background's is,
+        where something moved from a frame ago, mostly that something: a bright shirt passing
+        a kerb line correlates with it window by window; a lamp's pool that came on has no
+        box of its size before it. (Something standing still is not: the background holds
+        some of it by then, and its lit part is rightly learnt.)"""
+        if not before or cv2.countNonZero(mine) < self.cfg.dense_fill * mine.size:
+            return False
+        box = Box(r.x0, r.y0, r.x1, r.y1, r.area)
+        return any(p.continues(box, 0.5) and not p.over(box, iou=0.5) for p in before)
 
     def _outlined_in_background(self, img: np.ndarray, bg: np.ndarray, changed: np.ndarray,
                                 r: regions.Region, before: tuple[Box, ...]) -> bool:

@@ -113,6 +113,7 @@ class Figure:
 
     box: Box
     lowest: tuple[tuple[int, float, int, int], ...]
+    step: int = 0  # how far (x0 + x1) moved since the frame before: where to look next
 
 
 def stand(boxes: Sequence[Box], before: Sequence[Figure], ts: float, cfg: ZoneConfig,
@@ -125,15 +126,17 @@ def stand(boxes: Sequence[Box], before: Sequence[Figure], ts: float, cfg: ZoneCo
     below; twice is the feet), its top is not above that box's by more than an eighth of that
     box's height, and it is 40–80 % of the height it would have (a few pixels less are only
     the blur), it keeps that bottom: its lower part faded into the road, the rain or the dark,
-    and its foot point stays where the figure stands. ``rows``: the plane's height."""
+    and its foot point stays where the figure stands. The column is judged where the figure
+    would be at the pace it kept from the frame before, too: someone hurrying past moves
+    more than half their width between sampled frames. ``rows``: the plane's height."""
     keep = cfg.keep_height_s
     figures = []
     for b in boxes:
         seen = [(b.y1, ts, b.y0, b.x0 + b.x1)]
+        track = None
         if keep is not None:
-            track = None
             for f in before:
-                across = min(b.x1, f.box.x1) - max(b.x0, f.box.x0)
+                across = max(_across(b, f.box, 0), _across(b, f.box, f.step))
                 if (2 * across >= min(b.x1 - b.x0, f.box.x1 - f.box.x0)
                         and f.box.continues(b, cfg.continuity)
                         and (track is None or f.lowest[0][0] > track.lowest[0][0])):
@@ -148,8 +151,17 @@ def stand(boxes: Sequence[Box], before: Sequence[Figure], ts: float, cfg: ZoneCo
         if (b.y0 >= top - (bottom - top) / 8
                 and 0.4 * (bottom - b.y0) <= b.y1 - b.y0 <= 0.8 * (bottom - b.y0)):
             box = Box(b.x0, b.y0, b.x1, min(rows, bottom), b.area)
-        figures.append(Figure(box, lowest))
+        step = (b.x0 + b.x1) - (track.box.x0 + track.box.x1) if track is not None else 0
+        figures.append(Figure(box, lowest, step))
     return tuple(f.box for f in figures), tuple(figures)
+
+
+def _across(b: Box, before: Box, step: int) -> int:
+    """How much of ``b``'s width lies over ``before`` moved on by ``step`` / 2 (where a figure
+    walking at the same pace is a frame later: one that walks farther than half its width
+    between frames is still the same column once its pace is allowed for)."""
+    shift = step // 2
+    return min(b.x1, before.x1 + shift) - max(b.x0, before.x0 + shift)
 
 
 class ZoneDetector:

@@ -127,6 +127,21 @@ def test_box_continuity() -> None:
     assert a.foot == (15, 49)
 
 
+def test_a_region_that_walked_on_from_a_box_is_moving_on_one_standing_is_not() -> None:
+    detector = MotionDetector()
+    dense = np.full((40, 14), 255, np.uint8)
+    r = regions.Region(30, 60, 44, 100, 560.0)
+    walked = (Box(20, 60, 34, 100, 560),)  # last frame 10 px to the left
+    assert detector._moving_on(r, dense, walked)
+    assert not detector._moving_on(r, dense, ())  # nothing there before: a lamp came on
+    assert not detector._moving_on(r, dense, (Box(31, 60, 45, 100, 560),))  # standing
+    assert not detector._moving_on(r, dense, (Box(90, 60, 104, 100, 560),))  # elsewhere
+    assert not detector._moving_on(r, dense, (Box(24, 70, 30, 90, 100),))  # far smaller
+    sparse = np.zeros((40, 14), np.uint8)
+    sparse[::4, ::2] = 255  # streaks, not a body
+    assert not detector._moving_on(r, sparse, walked)
+
+
 def test_config_is_strict() -> None:
     with pytest.raises(ValidationError):
         MotionConfig(treshold=20)  # type: ignore[call-arg]  # the typo is the point

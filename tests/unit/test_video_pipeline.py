@@ -94,6 +94,19 @@ def test_a_beam_sweeping_over_a_walker_does_not_hide_them() -> None:
     assert hits[0].ts < 6.5  # in the zone from about 5 s, in the beam's light
 
 
+@pytest.mark.parametrize("seed", [9027, 12])
+def test_a_fast_walker_in_the_dark_whose_legs_fade_is_found_entering(seed: int) -> None:
+    # legs near the road's colour at night: only the torso shows after the first frames, a
+    # bright shirt over the kerb line looks lit window by window, and the walker moves more
+    # than half its width between frames
+    walker = Walk(2, ((-0.08, 0.72), (1.08, 0.665)), speed=0.179, shirt=(80, 160, 220),
+                  trousers=(120, 60, 120), size=0.93)
+    hits = play((walker,), 10, brightness=0.4, seed=seed, lamp=(0.61, 0.82))
+    assert [(h.type, h.phase) for h in hits] == [
+        ("zone_intrusion", "raised"), ("zone_intrusion", "cleared")]
+    assert hits[0].ts < 5.0  # in the zone from about 4 s
+
+
 def test_without_zones_a_camera_reports_motion() -> None:
     hits = play((Walk(3, ACROSS, speed=0.12),), 20, zones=())
     assert raised(hits) == {("motion", "frame"): 1}

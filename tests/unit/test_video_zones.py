@@ -145,6 +145,15 @@ def test_a_walker_keeps_the_bottom_for_keep_height_s_only() -> None:
     assert judged[-1][0].y1 == 150  # still in place: still standing there
 
 
+def test_a_figure_walking_farther_than_half_its_width_a_frame_keeps_its_track() -> None:
+    whole = [[Box(10 * i, 90, 20 + 10 * i, 150, 800)] for i in range(3)]  # 10 px a frame
+    legless = [[Box(33 + 10 * i, 90, 50 + 10 * i, 122, 450)] for i in range(6)]  # 7 px over
+    judged = _stand_all(whole + legless)
+    assert all(b[0].y1 == 150 for b in judged)  # its pace allowed for: still the same column
+    jumped = [[Box(70, 90, 87, 122, 450)]]  # as far again the other way: someone else
+    assert _stand_all(whole + jumped)[-1][0].y1 == 122
+
+
 def test_a_box_over_the_last_one_carries_the_presence_on_whatever_its_size() -> None:
     detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT]))
     small = [[Box(30, 130, 38, 150, 120)] for _ in range(4)]  # only the legs showed
