@@ -7,6 +7,7 @@ import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import psycopg
 import typer
 
 from gridwatch.broker_access import BrokerAccessError
@@ -58,6 +59,10 @@ def serve(settings: Settings, on_ready: OnReady | None = None) -> None:
             asyncio.run(main())
     except (EmbeddedServiceError, BrokerAccessError) as exc:
         raise common.UserError(str(exc)) from None
+    except psycopg.OperationalError as exc:
+        # Only at start: once running, a lost database is spooled through (ingest/spool.py).
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise common.UserError(f"cannot start: the database is unreachable ({first})") from None
     except OSError as exc:
         raise common.UserError(f"cannot start: {exc}") from None
     finally:
