@@ -188,6 +188,19 @@ def test_a_subscription_request_is_checked_field_by_field() -> None:
 # --- metrics -------------------------------------------------------------------------------
 
 
+
+def scrape(health: dict[str, Any], figures: Any = None, latency: list[Any] | None = None) -> str:
+    """The exposition text of one scrape of ``families`` over this health report."""
+    registry = CollectorRegistry()
+
+    class Once:
+        def collect(self) -> Any:
+            return families(health, figures, latency or [])
+
+    registry.register(Once())
+    return generate_latest(registry).decode()
+
+
 def test_metrics_render_the_contracts_series_from_health_and_the_database() -> None:
     latency = LatencyHistogram()
     for s in (0.004, 0.02, 0.02, 3.0):
@@ -211,14 +224,7 @@ def test_metrics_render_the_contracts_series_from_health_and_the_database() -> N
         outbox=4,
         lag={"mqtt_feed": 0, "webhook_fanout": 3},
     )
-    registry = CollectorRegistry()
-
-    class Once:
-        def collect(self) -> Any:
-            return families(health, figures, [("sse", LatencyHistogram().snapshot())])
-
-    registry.register(Once())
-    text = generate_latest(registry).decode()
+    text = scrape(health, figures, [("sse", LatencyHistogram().snapshot())])
     for line in [
         'gridwatch_component_up{component="database"} 0.0',
         "gridwatch_messages_received_total 10.0",
@@ -251,14 +257,7 @@ def test_metrics_have_a_series_per_camera_this_worker_pulls() -> None:
             ]
         }
     }  # fmt: skip
-    registry = CollectorRegistry()
-
-    class Once:
-        def collect(self) -> Any:
-            return families(health, None, [])
-
-    registry.register(Once())
-    text = generate_latest(registry).decode()
+    text = scrape(health)
     for line in [
         'gridwatch_camera_fps{camera="CAM-1",stage="in"} 15.0',
         'gridwatch_camera_fps{camera="CAM-1",stage="analysed"} 5.0',
@@ -277,14 +276,7 @@ def test_metrics_show_the_spool_and_the_clips() -> None:
                   "damaged": 1, "provisional_hits": 2},
         "cameras": {"per_camera": [], "clips": {"started": 4, "joined": 1, "stored": 3}},
     }  # fmt: skip
-    registry = CollectorRegistry()
-
-    class Once:
-        def collect(self) -> Any:
-            return families(health, None, [])
-
-    registry.register(Once())
-    text = generate_latest(registry).decode()
+    text = scrape(health)
     for line in [
         "gridwatch_spool_batches 3.0",
         "gridwatch_spool_bytes 4096.0",
