@@ -400,7 +400,7 @@ class Service:
         await self.pool.open()
         stack.push_async_callback(self.pool.close)
         if self.video is not None and self.video.clips is not None:
-            stack.push_async_callback(self.video.clips.aclose)  # after the pipeline stopped
+            stack.push_async_callback(self._finish_clips)  # after the pipeline stopped
         self.admin_token = await ensure_admin_token(self.pool, settings.data_dir.resolve())
         context = ApiContext(self.pool, settings, self.health)
         context.on_event_changed.append(self._event_changed_by_api)
@@ -444,6 +444,21 @@ class Service:
         )
         for task in done - {stop_wait}:
             task.result()  # a crashed pipeline or output worker stops the service loudly
+
+    async def _finish_clips(self) -> None:
+        """Shutdown: clips still collecting end with the frames they have and are stored and
+        cited, so a raise just before a stop keeps its clip."""
+        assert self.video is not None and self.video.clips is not None
+        clips = self.video.clips
+        try:
+            async with await self.connect_db() as conn:
+                stored = await clips.finish(conn, time.time())
+            if stored:
+                log.info("clips finished at shutdown", extra={"clips": stored})
+        except psycopg.Error as exc:
+            log.warning("clips in flight not stored at shutdown: %s", exc)
+        finally:
+            await clips.aclose()
 
     async def _stop_pipeline(self, pipeline_task: asyncio.Task[None]) -> None:
         """Stop taking messages; store and acknowledge what was taken (before MQTT stops)."""

@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -225,6 +225,15 @@ class ClipRecorder:
         await asyncio.gather(
             *(asyncio.wrap_future(f) for _, f in self._encoding), return_exceptions=True
         )
+
+    async def finish(self, conn: psycopg.AsyncConnection, now: float) -> int:
+        """At shutdown: end every clip still collecting with the frames it has, wait for the
+        encoder, and store and cite what can be; returns how many were stored."""
+        self.collector.finish_all()
+        self._submit()
+        if self._encoding:
+            await asyncio.to_thread(wait, [future for _, future in self._encoding])
+        return await self.periodic(conn, now)
 
     async def aclose(self) -> None:
         """Stop the encoder thread (a clip being encoded is finished, the rest dropped)."""

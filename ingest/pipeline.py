@@ -197,6 +197,7 @@ class IngestPipeline:
                 if not await self._store(*item):
                     return
                 await self._periodic()
+            await self._periodic()  # what the timers and cameras found meanwhile, not lost
             await self._final_checkpoint()
         finally:
             if self._conn is not None and not self._conn.closed:

@@ -214,6 +214,11 @@ class ClipCollector:
         for clip in [c for c in self.collecting.values() if now > c.end + quiet]:
             self._finish(clip)
 
+    def finish_all(self) -> None:
+        """Shutdown: every clip still collecting ends with the frames it holds."""
+        for clip in list(self.collecting.values()):
+            self._finish(clip)
+
     def forget(self, camera_id: str) -> None:
         """A camera gone from this worker: finish its clip with what it holds, drop its ring."""
         self.rings.pop(camera_id, None)

@@ -83,6 +83,7 @@ class VideoStage:
         self.hits = 0
         self.snapshots = 0
         self._retry: list[_Found] = []
+        self.applied_listeners: list[Callable[[], None]] = []  # after hits are committed
 
     # -- cameras ---------------------------------------------------------------------------
 
@@ -195,6 +196,8 @@ class VideoStage:
             for item, ids in zip(found, cited_by, strict=True):
                 if item.clip is not None:
                     self.clips.applied(item.clip, ids)
+        for listener in self.applied_listeners:
+            listener()
 
     def _take(self, now: float) -> list[_Found]:
         found, self._retry = self._retry, []
