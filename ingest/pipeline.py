@@ -243,8 +243,16 @@ class IngestPipeline:
         except psycopg.Error as exc:
             await self._lost_database(exc)
             return False
+        self._outage_over()
         await self._stored(batch, result)
         return True
+
+    def _outage_over(self) -> None:
+        """The database answered and the spool is written (also after an outage that spooled
+        nothing: its provisional detection, started on the clock, ends too)."""
+        self.db_ok = True
+        if self.outage is not None:
+            self.outage.recovered()
 
     async def _commit(self, batch: IngestBatch) -> WriteResult:
         """One batch in one transaction with the stages' work."""
@@ -320,8 +328,6 @@ class IngestPipeline:
             if time.monotonic() - started > budget_s and not spool.empty():
                 return False
         log.info("spool written to the database", extra={"batches": self.stats.unspooled_batches})
-        if self.outage is not None:
-            self.outage.recovered()
         return True
 
     async def _lost_database(self, exc: Exception) -> None:
@@ -338,11 +344,8 @@ class IngestPipeline:
         (a tick before that would judge devices whose messages are still in the spool); until
         then the outage handler's."""
         now = time.time()
-        if not self.db_ok and time.monotonic() < self._retry_at:
-            if self.outage is not None:
-                self.outage.tick(now)
-            return
-        if not await self._drain():
+        waiting = not self.db_ok and time.monotonic() < self._retry_at
+        if waiting or not await self._drain():
             if self.outage is not None:
                 self.outage.tick(now)
             return
@@ -355,7 +358,7 @@ class IngestPipeline:
         except psycopg.Error as exc:
             await self._lost_database(exc)
             return
-        self.db_ok = True
+        self._outage_over()
 
     async def _final_checkpoint(self) -> None:
         for stage in self.stages:
