@@ -80,9 +80,13 @@ def register(conninfo: str, devices: int) -> None:
     asyncio.run(run())
 
 
-def queue_backlog(url: str, messages: int, devices: int) -> float:
+def queue_backlog(
+    url: str, messages: int, devices: int, *, age_s: float = 3600.0, first_seq: int = 0
+) -> float:
+    """Publish the messages (timestamps from ``age_s`` ago on, sequence numbers from
+    ``first_seq`` on); returns the seconds it took."""
     ids = device_ids(devices)
-    start_ts = int((time.time() - 3600) * 1000)
+    start_ts = int((time.time() - age_s) * 1000)
     began = time.perf_counter()
     with BoundedPublisher(url, inflight=1000) as pub:
         for i in range(messages):
@@ -90,7 +94,7 @@ def queue_backlog(url: str, messages: int, devices: int) -> float:
             payload = orjson.dumps(
                 {
                     "ts": start_ts + i,
-                    "seq": i // devices,
+                    "seq": first_seq + i // devices,
                     "values": {"residual_current_ma": 150.0 + i % 50, "cable_temp_c_1": 41.5},
                 }
             )
