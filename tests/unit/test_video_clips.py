@@ -297,14 +297,7 @@ def test_encode_webm_writes_vp8_that_opencv_reads_back(
     assert encoded.duration_s == pytest.approx(3.4)
     path = tmp_path / "clip.webm"
     path.write_bytes(encoded.data)
-    capture = cv2.VideoCapture(str(path))
-    read = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        read.append(image)
-    capture.release()
+    read, _ = read_back(path)
     assert len(read) == 17 and read[0].shape == (270, 480, 3)
     # lossy, but the same picture: the walker's frames differ from each other more
     assert np.abs(read[8].astype(int) - frames[8].astype(int)).mean() < 8
