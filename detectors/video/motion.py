@@ -234,6 +234,7 @@ class MotionState:
     prior: tuple[np.ndarray, tuple[Box, ...]] | None = None  # background and boxes before it
     carried: bool = False  # the boxes are the ones carried through a restart, not yet seen
     boost: float = 1.0  # the threshold's factor for weather (clutter)
+    looked: bool = True  # False while restarting: nothing could be found in this frame
 
 
 class MotionDetector:
@@ -476,7 +477,7 @@ class MotionDetector:
                      if state.background is not None and small and not state.carried else None)
         return MotionState(img, plane.lo, plane.hi, self.cfg.calibration_frames, ts,
                            changed=changed, recalibrations=restarts, settling=(img,),
-                           prior=prior)
+                           prior=prior, looked=False)
 
     def _settle(self, img: np.ndarray, state: MotionState, lo: float, hi: float, ts: float,
                 fraction: float) -> MotionState:
@@ -493,7 +494,7 @@ class MotionDetector:
         left = state.calibrating - 1
         if left > 0:
             return replace(state, lo=lo, hi=hi, calibrating=left, last_ts=ts, changed=fraction,
-                           settling=frames)
+                           settling=frames, looked=False)
         background = _pixel_median(frames)
         kept: list[Box] = []
         if (state.prior is not None and self.cfg.lighting_ncc is not None
@@ -514,7 +515,7 @@ class MotionDetector:
                                 np.uint8(255), np.uint8(0))
         return MotionState(background, lo, hi, 0, ts, previous, changed=fraction,
                            recalibrations=state.recalibrations, boxes=tuple(kept),
-                           carried=bool(kept))
+                           carried=bool(kept), looked=False)
 
     def _smooth(self, luma: np.ndarray) -> np.ndarray:
         """Blurred luma as float32 (what the background is made of): the same Gaussian as

@@ -13,7 +13,9 @@ the plane is prepared once (:func:`~detectors.video.frames.prepare`), camera hea
 motion finds boxes, :func:`~detectors.video.zones.stand` keeps the feet of figures whose lower
 part faded, and the zones turn boxes into conditions. While the picture is unusable
 (covered, frozen or the camera unreachable) open zone conditions are closed and no new ones
-are raised; motion keeps learning so that it recalibrates on the picture's return.
+are raised; motion keeps learning so that it recalibrates on the picture's return. While
+motion restarts its background after a global change (the frames it cannot look at), open
+zone conditions are held as they are (:meth:`~detectors.video.zones.ZoneDetector.hold`).
 """
 
 from __future__ import annotations
@@ -109,6 +111,9 @@ class CameraDetectors:
         if self.config.zones.enabled:
             if blind:
                 zones, found = self.zones.clear_all(zones, ts, "picture_lost")
+                figures = ()
+            elif not motion.looked:
+                zones, found = self.zones.hold(zones), ()
                 figures = ()
             else:
                 boxes, figures = stand(boxes, figures, ts, self.config.zones, plane.shape[0])

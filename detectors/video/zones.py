@@ -201,6 +201,14 @@ class ZoneDetector:
             tracks.append(self._step(zone, track, inside, plane, ts, hits))
         return tuple(tracks), tuple(hits)
 
+    def hold(self, state: ZoneState) -> ZoneState:
+        """A frame in which motion could not look (its background restarting after a global
+        change: lights switched, a beam flooded the picture): an open condition is neither
+        gone nor back, so its absence does not grow (a restart and the light before it would
+        otherwise clear someone standing through it); a streak still building starts over,
+        as its boxes may have been the change itself."""
+        return tuple(track if track.active else ZoneTrack() for track in state)
+
     def clear_all(
         self, state: ZoneState, ts: float, reason: str
     ) -> tuple[ZoneState, tuple[Hit, ...]]:

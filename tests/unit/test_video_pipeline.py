@@ -85,6 +85,20 @@ def test_someone_standing_through_a_switch_of_the_lights_keeps_loitering(on: boo
     assert hits[1].ts < 27  # 20 s after arriving at 6 s (and not after a new arrival)
 
 
+def test_someone_standing_in_heavy_rain_as_a_beam_floods_the_picture_keeps_loitering() -> None:
+    # the beam lights so much of the picture that the background restarts; the frames of the
+    # restart are blind, not empty: the presence goes on and becomes loitering
+    path = ((1.1, 0.88), (0.68, 0.88), (0.64, 0.9), (-0.1, 0.87))
+    stay = Walk(2, path, speed=0.1, pauses=(0, 12, 12), shirt=(80, 160, 220),
+                trousers=(80, 160, 220))
+    beam = Headlights(20, 2.8, 1, 0.84, 1.2)
+    for seed in (11, 31):
+        hits = play((stay, Rain(0, 40, 1.8), beam), 40, brightness=0.4, seed=seed)
+        kinds = [(h.type, h.phase) for h in hits]
+        assert kinds[:2] == [("zone_intrusion", "raised"), ("loitering", "raised")], kinds
+        assert hits[1].ts - hits[0].ts < 21  # the dwell, not a new arrival after the beam
+
+
 def test_a_beam_sweeping_over_a_walker_does_not_hide_them() -> None:
     walker = Walk(3, ((-0.1, 0.8), (1.1, 0.81)), speed=0.17, shirt=(150, 90, 40),
                   trousers=(200, 200, 200))

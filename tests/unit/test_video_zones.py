@@ -160,3 +160,20 @@ def test_a_box_over_the_last_one_carries_the_presence_on_whatever_its_size() -> 
     whole = [[Box(26, 90, 46, 152, 1000)] for _ in range(15)]  # then the whole body, 8× more
     _, hits = _feed(detector, small + whole)
     assert [h.phase for h in hits] == ["raised"]  # one presence, not cleared in between
+
+
+def test_hold_keeps_what_is_open_and_restarts_what_is_building() -> None:
+    detector = ZoneDetector("CAM-1", named_zones([LOWER_LEFT, RIGHT]))
+    state, _ = _feed(detector, [[_person(20 + 2 * i)] for i in range(4)])
+    state, _ = _feed(detector, [[_person(28), Box(250, 100, 264, 140, 400)]], t0=0.8,
+                     state=state)
+    assert state[0].active and not state[1].active and state[1].streak == 1
+    held = detector.hold(state)
+    assert held[0] == state[0]  # open: its absence does not grow
+    assert held[1] == detector.initial_state()[1]  # building: starts over
+    # many frames held (a restart) do not clear it; frames without a box do
+    for _ in range(20):
+        held = detector.hold(held)
+    assert held[0].active
+    _, cleared = _feed(detector, [[]] * 10, t0=10.0, state=held)
+    assert [h.phase for h in cleared] == ["cleared"]
