@@ -36,8 +36,9 @@ a global change) and adds what the field's false alarms call for:
    on: a shirt passing a kerb line correlates with it window by window).
    Where a box was in the last frame, a group judged lit as a whole is judged again pixel by
    pixel (a beam sweeping over someone, a dark figure correlating with the background by
-   chance): what is not lit there and continues that box is still motion (not in heavy
-   weather, whose streaks spoil the pixel test);
+   chance): what is not lit there and continues that box is still motion; in heavy weather,
+   whose streaks spoil that pixel test, a region lying where a box of the last frame was
+   (intersection over union ≥ 0.5) stays motion as a whole: someone who stopped;
 8. **ghosts**: when something that stood long enough to be partly learnt leaves, the place
    differs from the background but matches the long-term background (``ghost_tau_s``,
    learnt only where nothing changed): learnt at once; so is a group where a box was in the
@@ -351,6 +352,11 @@ class MotionDetector:
             if cfg.lighting_ncc is not None:
                 detail = _MIN_DETAIL / gain
                 if regions.is_light(img, bg, changed, r, cfg.lighting_ncc, detail):
+                    if state.boost >= _CLEAR_WEATHER and self._stays(r, mine, state.boxes):
+                        tx, ty, tw, th = cv2.boundingRect(mine)
+                        boxes.append(Box(r.x0 + tx, r.y0 + ty, r.x0 + tx + tw, r.y0 + ty + th,
+                                         r.area))
+                        continue
                     learnt.append(r)
                     if state.boost < _CLEAR_WEATHER:
                         rescued = self._tracked(img, changed, state, r, min_px, detail)
@@ -420,6 +426,18 @@ class MotionDetector:
                     pixels[ys, xs] = rest[ys, xs]
                     out[b] = (crop, pixels)
         return out
+
+    def _stays(self, r: regions.Region, mine: np.ndarray, before: tuple[Box, ...]) -> bool:
+        """In heavy weather (where streaks spoil the pixel-by-pixel light test), ``r`` judged
+        lit as a whole is still what was a box of the last frame when it lies where that box
+        was (their intersection at least half their union): someone who stopped, whose
+        detail correlates with the background by chance (a dark figure under a lamp). A beam
+        or a lamp's pool has no box of its size in that place the frame before."""
+        if not before:
+            return False
+        tx, ty, tw, th = cv2.boundingRect(mine)
+        box = Box(r.x0 + tx, r.y0 + ty, r.x0 + tx + tw, r.y0 + ty + th, r.area)
+        return any(p.over(box, iou=0.5) for p in before)
 
     def _moving_on(self, r: regions.Region, mine: np.ndarray, before: tuple[Box, ...]) -> bool:
         """``r`` (its changed pixels ``mine``) is dense and carries on a box of the last frame

@@ -99,6 +99,17 @@ def test_someone_standing_in_heavy_rain_as_a_beam_floods_the_picture_keeps_loite
         assert hits[1].ts - hits[0].ts < 21  # the dwell, not a new arrival after the beam
 
 
+@pytest.mark.parametrize("seed", [11, 21])
+def test_a_dark_figure_stopping_under_a_lamp_in_heavy_rain_stays_foreground(seed: int) -> None:
+    # its detail correlates with the lit background by chance; where it was a box the frame
+    # before it is still someone, not light
+    path = ((-0.1, 0.83), (0.69, 0.85), (0.66, 0.87), (1.1, 0.87))
+    stay = Walk(2, path, speed=0.1, pauses=(0, 12, 12), shirt=(120, 60, 120),
+                trousers=(30, 30, 30))
+    hits = play((stay, Rain(0, 40, 1.4)), 40, brightness=0.37, lamp=(0.62, 0.74), seed=seed)
+    assert raised(hits)[("loitering", "zone1")] == 1
+
+
 def test_a_beam_sweeping_over_a_walker_does_not_hide_them() -> None:
     walker = Walk(3, ((-0.1, 0.8), (1.1, 0.81)), speed=0.17, shirt=(150, 90, 40),
                   trousers=(200, 200, 200))
