@@ -181,8 +181,9 @@ def _clip_settings() -> ClipSettings:
 
 
 class EncodedOnly(ClipRecorder):
-    """The service's clip recorder (pre-roll on every frame, a WebM encoded on the low-priority
-    thread for every raise), with storing left out like the rest of the database."""
+    """The service's clip recorder (the pre-roll as the service keeps it, a clip encoded on the
+    low-priority thread for every raise), with storing left out like the rest of the
+    database."""
 
     def __init__(self, settings: ClipSettings) -> None:
         super().__init__(settings, MediaStore(Path(tempfile.mkdtemp(prefix="bench-clips-"))))

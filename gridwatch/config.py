@@ -298,8 +298,9 @@ class VideoSection(Section):
     )
     clip_width: int = Field(
         480, ge=64, le=1920,
-        description="Width of clip frames: each analysed frame is downscaled to it once, for "
-        "the pre-roll (~0.1 ms at 720p). With webm, 320 halves the encoding.",
+        description="Width of clip frames: each analysed frame in which something moved is "
+        "downscaled to it once, for the pre-roll (0.1–0.25 ms at 720p); still frames repeat "
+        "the last still one, downscaled anew each second. With webm, 320 halves the encoding.",
     )  # fmt: skip
     clip_quality: int = Field(75, ge=10, le=100, description="JPEG quality of mjpeg clip frames.")
     clip_pre_s: float = Field(

@@ -40,8 +40,9 @@ from ingest.video_clips import (
     ClipSettings,
     EncodedClip,
     Encoder,
+    Small,
     encoder_for,
-    shrink,
+    pre_roll_frame,
 )
 from storage.events import get_event, log_change, save_event
 from storage.media import MediaStore
@@ -90,10 +91,15 @@ class ClipRecorder:
 
     # -- from the video stage (event loop; ``shrink`` on the detectors' thread) ------------
 
-    def shrink(self, image: np.ndarray) -> np.ndarray:
-        return shrink(image, self.settings.width)
+    def shrink(self, camera_id: str, image: np.ndarray, at: float, *, still: bool) -> Small:
+        """The pre-roll's frame for ``image``: the camera's last still one again when
+        ``still`` allows it (:func:`~ingest.video_clips.pre_roll_frame`), else a new shrink.
+        Reads what :meth:`push` kept for the camera: call it for one frame of a camera at a
+        time, and push its result before the camera's next frame."""
+        last = self.collector.last.get(camera_id)
+        return pre_roll_frame(image, at, self.settings, still=still, last=last)
 
-    def push(self, camera_id: str, small: np.ndarray, at: float) -> None:
+    def push(self, camera_id: str, small: np.ndarray | Small, at: float) -> None:
         self.collector.push(camera_id, small, at)
         self._submit()
 

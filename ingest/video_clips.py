@@ -1,19 +1,23 @@
 """Short clips around video raises: a pre-roll ring per camera, one clip collected at a time,
 and the two encoders: Motion-JPEG in AVI (the default) and WebM VP8.
 
-Every analysed frame is downscaled once (:func:`shrink`, ~0.1 ms from 1280×720 to 480 wide,
-on the detectors' worker thread) and kept for ``pre_s`` seconds. A raise starts a clip from
-that pre-roll and collects ``post_s`` seconds more; a raise on the same camera while its clip
-is being collected joins it (both cite the same clip), so a camera holds at most one clip in
-memory besides its ring. A finished clip waits for the encoder in a bounded queue: when
-``queue`` clips are already waiting, it is skipped and counted, never holding back frames or
-hits.
+Every analysed frame is downscaled once (:func:`shrink`, 0.1–0.25 ms from 1280×720 to 480
+wide, on the detectors' worker thread) and kept for ``pre_s`` seconds, except a *still* frame
+(the detectors saw nothing move in it: :func:`pre_roll_frame`), for which the ring holds the
+last still frame again, shrunk anew at least once a second (``still_refresh_s``) so that a
+camera's clock keeps going and slow changes show; a quiet camera pays the downscale about
+once a second instead of five times. A raise starts a clip from that pre-roll and collects
+``post_s`` seconds more; a raise on the same camera while its clip is being collected joins
+it (both cite the same clip), so a camera holds at most one clip in memory besides its
+ring. A finished clip waits for the encoder in a bounded queue: when ``queue`` clips are
+already waiting, it is skipped and counted, never holding back frames or hits.
 
 Motion-JPEG (the default) costs ~7 ms of CPU for a 26-frame clip at 480×270: each frame a
-JPEG, written into a RIFF AVI here (OpenCV's own MJPG writer takes ~4× as long for the same
-frames, through a temporary file, and its quality cannot be set). VP8 takes ~0.4 s at
-320×180 and ~0.8 s at 480×270 (libvpx through OpenCV, whose deadline cannot be set), and
-is no smaller on a camera's busy frames (851 KiB against 582 KiB at JPEG quality 75;
+JPEG (a still frame repeated is encoded once and its bytes written again), written into a
+RIFF AVI here (OpenCV's own MJPG writer takes ~4× as long for the same frames, through a
+temporary file, and its quality cannot be set). VP8 takes ~0.4 s at 320×180 and ~0.8 s at
+480×270 (libvpx through OpenCV, whose deadline cannot be set), and is no smaller on a
+camera's busy frames (851 KiB against 582 KiB at JPEG quality 75;
 ``bench/video_clip_cost.py``). Browsers do not play MJPEG AVI in ``<video>`` (the console
 shows its JPEGs one by one); WebM plays in any browser.
 
@@ -67,6 +71,11 @@ class ClipSettings:
     quiet_s: float = 1.0  # a clip whose camera went silent is closed this long after its end
     format: ClipFormat = "mjpeg"
     quality: int = 75  # JPEG quality of MJPEG frames
+    # a still frame shows the last still one while that is younger than this (0: never)
+    still_refresh_s: float = 1.0
+    # a frame is still when at most this share of the picture changed (and nothing moved):
+    # under the smallest region the detectors count as motion (0.15 % of the picture)
+    still_share: float = 0.001
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -81,6 +90,8 @@ class ClipSettings:
             raise ValueError("clip rate must be positive")
         if self.queue < 1:
             raise ValueError("clip queue must hold at least one clip")
+        if self.still_refresh_s < 0 or not 0 <= self.still_share < 1:
+            raise ValueError("still frames need a refresh ≥ 0 s and a share in [0, 1)")
 
     @property
     def pre_frames(self) -> int:
@@ -115,6 +126,43 @@ def shrink(image: np.ndarray, width: int) -> np.ndarray:
     new_h = max(2, round(h * new_w / w) // 2 * 2)
     interpolation = cv2.INTER_NEAREST if w > 2 * new_w else cv2.INTER_LINEAR
     return cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Small:
+    """A frame of the pre-roll: ``frame`` (shared by the ring and clips, never changed),
+    downscaled at ``at`` from a frame of ``source`` size (rows, columns); ``still`` when the
+    detectors saw nothing move in that frame, so that it may stand for the still frames
+    after it."""
+
+    frame: np.ndarray
+    source: tuple[int, int]
+    at: float
+    still: bool
+
+
+def pre_roll_frame(
+    image: np.ndarray, at: float, settings: ClipSettings, *, still: bool, last: Small | None
+) -> Small:
+    """The pre-roll's frame for ``image`` (analysed at ``at``): ``last`` itself (the same
+    array, no copy) when this frame and ``last`` are both still, of the same source size, and
+    ``last`` was shrunk less than ``still_refresh_s`` before (less half a frame interval, so
+    that at 5 fps a still picture is shrunk every fifth frame); else ``image`` shrunk.
+
+    A frame after motion is shrunk even if still: the last one may show who just left. Only
+    the detectors' plane is judged, so what changes under the camera's masks (its clock) and
+    changes below their threshold show at the refresh; a changed size, a gap in the stream or
+    a clock going back is shrunk anew."""
+    source = (int(image.shape[0]), int(image.shape[1]))
+    if (
+        still
+        and last is not None
+        and last.still
+        and last.source == source
+        and 0 <= at - last.at < settings.still_refresh_s - settings.slack_s
+    ):
+        return last
+    return Small(shrink(image, settings.width), source, at, still)
 
 
 @dataclass(eq=False, slots=True)
@@ -155,6 +203,7 @@ class ClipCollector:
     def __init__(self, settings: ClipSettings) -> None:
         self.settings = settings
         self.rings: dict[str, deque[tuple[float, np.ndarray]]] = {}
+        self.last: dict[str, Small] = {}  # per camera: what a still frame may show again
         self.collecting: dict[str, Clip] = {}
         self.finished: list[Clip] = []
         self.in_flight = 0
@@ -162,8 +211,12 @@ class ClipCollector:
         self.joined = 0
         self.skipped = 0
 
-    def push(self, camera_id: str, frame: np.ndarray, at: float) -> None:
-        """An analysed frame (already shrunk), in the camera's order."""
+    def push(self, camera_id: str, frame: np.ndarray | Small, at: float) -> None:
+        """An analysed frame (already shrunk; a :class:`Small` is also kept for the still
+        frames after it), in the camera's order."""
+        if isinstance(frame, Small):
+            self.last[camera_id] = frame
+            frame = frame.frame
         s = self.settings
         ring = self.rings.get(camera_id)
         if ring is None:
@@ -222,6 +275,7 @@ class ClipCollector:
     def forget(self, camera_id: str) -> None:
         """A camera gone from this worker: finish its clip with what it holds, drop its ring."""
         self.rings.pop(camera_id, None)
+        self.last.pop(camera_id, None)
         clip = self.collecting.get(camera_id)
         if clip is not None:
             self._finish(clip)
@@ -339,14 +393,21 @@ def mjpeg_avi(jpegs: Sequence[bytes], fps: float, width: int, height: int) -> by
 
 def encode_mjpeg(frames: Sequence[np.ndarray], fps: float, *, quality: int = 75) -> EncodedClip:
     """The frames (BGR, the first one's size) as Motion-JPEG in AVI at ``fps``: each frame a
-    baseline JPEG (4:2:0, Huffman tables included, so that browsers decode each alone).
-    Blocking, CPU-bound (but ~100× less than VP8): run it on a worker thread."""
+    baseline JPEG (4:2:0, Huffman tables included, so that browsers decode each alone); a
+    frame that is the same array as the one before (a still frame of the pre-roll) is not
+    encoded again, its JPEG is written again. Blocking, CPU-bound (but ~100× less than VP8):
+    run it on a worker thread."""
     if not frames:
         raise ValueError("a clip needs at least one frame")
     height, width = frames[0].shape[:2]
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
-    jpegs = []
+    jpegs: list[bytes] = []
+    previous = None
     for frame in frames:
+        if frame is previous:
+            jpegs.append(jpegs[-1])
+            continue
+        previous = frame
         if frame.shape[:2] != (height, width):  # the camera changed resolution
             frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
         ok, jpeg = cv2.imencode(".jpg", frame, params)

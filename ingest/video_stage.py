@@ -10,8 +10,9 @@ A full inbox blocks the camera's frame task, and the fleet's one-frame mailbox t
 frames (counted per camera) rather than hits. A raise carries a JPEG of the frame that
 decided it as evidence, stored in the media store and served at ``/api/v1/snapshots/{id}``.
 With a :class:`~ingest.clip_recorder.ClipRecorder`, every analysed frame is also downscaled
-into the camera's pre-roll (on the same worker thread) and a raise gets a short clip
-(Motion-JPEG AVI, or WebM) too, added to the event's evidence a few seconds later
+into the camera's pre-roll (on the same worker thread; a frame in which the detectors saw
+nothing move, :func:`is_still`, may stand on the last still one instead) and a raise gets a
+short clip (Motion-JPEG AVI, or WebM) too, added to the event's evidence a few seconds later
 (``ingest/clip_recorder.py``).
 """
 
@@ -34,7 +35,7 @@ from devices.registry import Device, FramePolygon
 from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame, encode_jpeg
 from ingest.clip_recorder import ClipRecorder
 from ingest.detection_stage import HitSink
-from ingest.video_clips import Clip
+from ingest.video_clips import Clip, Small
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,16 @@ class VideoStage:
 
     def _analyse(
         self, detectors: CameraDetectors, frame: CameraFrame, state: CameraState
-    ) -> tuple[CameraState, tuple[Hit, ...], np.ndarray | None]:
-        """On the worker thread: the detectors, then the frame downscaled for clips."""
-        state, hits = detectors.on_frame(frame.image, state, frame.at)
-        small = self.clips.shrink(frame.image) if self.clips is not None else None
-        return state, tuple(hits), small
+    ) -> tuple[CameraState, tuple[Hit, ...], Small | None]:
+        """On the worker thread: the detectors, then the frame downscaled for clips (unless
+        it is still and the last still one may stand for it)."""
+        state, found = detectors.on_frame(frame.image, state, frame.at)
+        hits = tuple(found)
+        if self.clips is None:
+            return state, hits, None
+        still = is_still(state, hits, frame.at, self.clips.settings.still_share)
+        small = self.clips.shrink(frame.camera_id, frame.image, frame.at, still=still)
+        return state, hits, small
 
     def on_event(self, event: CameraEvent) -> None:
         if event.kind is CameraEventKind.NO_FRAME:
@@ -229,6 +235,21 @@ class VideoStage:
 
     def inbox_depth(self) -> int:
         return self._inbox.qsize() + len(self._retry)
+
+
+def is_still(state: CameraState, hits: tuple[Hit, ...], at: float, share: float) -> bool:
+    """The detectors judged the frame at ``at`` (``state`` is after it) and saw nothing in
+    it: motion ran on it and is not restarting after a global change, found no box and no
+    figure, changed at most ``share`` of the picture, and nothing was raised or cleared."""
+    motion = state.motion
+    return (
+        motion.last_ts == at
+        and motion.looked
+        and not motion.boxes
+        and not state.figures
+        and not hits
+        and motion.changed <= share
+    )
 
 
 def _snapshot_ids(hits: list[Hit]) -> list[str]:

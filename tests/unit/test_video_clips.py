@@ -1,11 +1,13 @@
 """Clips around video raises: the pre-roll ring and the clip collector frame by frame (bounds,
-joining, skipping when the encoder is behind, cameras that go quiet), the downscale, the
-Motion-JPEG AVI and WebM encoders read back by OpenCV, choosing between them, and the video
-stage handing clips their snapshots."""
+joining, skipping when the encoder is behind, cameras that go quiet), the downscale and the
+still frames that stand on the last one, the Motion-JPEG AVI and WebM encoders read back by
+OpenCV (a repeated frame encoded once), choosing between them, and the video stage handing
+clips their snapshots and shrinking only the frames it must."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -27,10 +29,12 @@ from ingest.video_clips import (
     ClipCollector,
     ClipSettings,
     EncodedClip,
+    Small,
     encode_mjpeg,
     encode_webm,
     encoder_for,
     mjpeg_avi,
+    pre_roll_frame,
     shrink,
 )
 from ingest.video_stage import VideoStage
@@ -157,7 +161,8 @@ def test_no_post_roll_finishes_the_clip_at_the_raise() -> None:
 def test_settings_refuse_what_cannot_bound_a_clip() -> None:
     bad_ones = (
         {"rate": 0.0}, {"queue": 0}, {"pre_s": -1.0}, {"width": 8},
-        {"format": "gif"}, {"quality": 0}, {"quality": 101},
+        {"format": "gif"}, {"quality": 0}, {"quality": 101}, {"still_refresh_s": -1.0},
+        {"still_share": 1.0}, {"still_share": -0.1},
     )  # fmt: skip
     for bad in bad_ones:
         with pytest.raises(ValueError):
@@ -183,6 +188,90 @@ def test_shrink_takes_the_nearest_pixel_beyond_twice_the_width_and_blends_up_to_
     sd = rng.integers(0, 256, (360, 640, 3), np.uint8)
     linear = cv2.resize(sd, (480, 270), interpolation=cv2.INTER_LINEAR)
     assert np.array_equal(shrink(sd, 480), linear)  # 4:3 of the pixels: nearest would drop one
+
+
+# -- still frames: the pre-roll shows the last still frame again, refreshed every second ----
+
+HD = (720, 1280, 3)
+
+
+def hd(value: int, shape: tuple[int, int, int] = HD) -> np.ndarray:
+    """A frame whose every pixel is ``value``: which frame a small one came from shows."""
+    image = np.full(shape, value, np.uint8)
+    image.setflags(write=False)  # as the capture hands them over
+    return image
+
+
+def shown(small: Small) -> int:
+    return int(small.frame[0, 0, 0])
+
+
+def test_a_still_frame_shows_the_last_still_one_until_that_is_a_second_old() -> None:
+    settings = ClipSettings(width=480, rate=RATE)
+    first = pre_roll_frame(hd(10), 0.0, settings, still=True, last=None)
+    assert first.frame.shape == (270, 480, 3) and first.still and first.source == (720, 1280)
+    smalls = [first]
+    for i in range(1, 11):
+        smalls.append(pre_roll_frame(hd(10 + i), i / RATE, settings, still=True, last=smalls[-1]))
+    # frames 1–4 show frame 0 (the same array, no copy); frame 5, a second on, is shrunk
+    # anew and shown by 6–9; frame 10 is shrunk anew
+    assert [shown(s) for s in smalls] == [10] * 5 + [15] * 5 + [20]
+    assert all(s is first for s in smalls[:5]) and all(s is smalls[5] for s in smalls[5:10])
+    # never older than the refresh, whatever the rate: every other frame at 2 fps, every
+    # frame at 1 fps
+    for rate, pattern in ((2.0, [0, 0, 2, 2, 4]), (1.0, [0, 1, 2, 3, 4])):
+        slow = ClipSettings(width=480, rate=rate)
+        smalls = [pre_roll_frame(hd(0), 0.0, slow, still=True, last=None)]
+        for i in range(1, 5):
+            smalls.append(pre_roll_frame(hd(i), i / rate, slow, still=True, last=smalls[-1]))
+        assert [shown(s) for s in smalls] == pattern
+    off = ClipSettings(width=480, rate=RATE, still_refresh_s=0.0)
+    assert pre_roll_frame(hd(2), 0.2, off, still=True, last=first) is not first
+
+
+def test_a_frame_with_motion_is_shrunk_and_so_is_the_still_frame_after_it() -> None:
+    settings = ClipSettings(width=480, rate=RATE)
+    still = pre_roll_frame(hd(1), 0.0, settings, still=True, last=None)
+    moving = pre_roll_frame(hd(2), 0.2, settings, still=False, last=still)
+    assert shown(moving) == 2 and not moving.still
+    # the frame after motion is still, but the last one may show who just left: shrunk
+    after = pre_roll_frame(hd(3), 0.4, settings, still=True, last=moving)
+    assert shown(after) == 3 and after.still
+    assert pre_roll_frame(hd(4), 0.6, settings, still=True, last=after) is after
+    assert pre_roll_frame(hd(4), 0.6, settings, still=False, last=after) is not after
+
+
+def test_a_still_frame_is_shrunk_anew_after_a_change_of_size_a_gap_or_a_clock_going_back() -> None:
+    settings = ClipSettings(width=480, rate=RATE)
+
+    def still(image: np.ndarray, at: float, last: Small) -> Small:
+        return pre_roll_frame(image, at, settings, still=True, last=last)
+
+    last = pre_roll_frame(hd(1), 10.0, settings, still=True, last=None)
+    bigger = still(hd(2, (1080, 1920, 3)), 10.2, last)
+    assert shown(bigger) == 2 and bigger.source == (1080, 1920)
+    assert bigger.frame.shape == last.frame.shape == (270, 480, 3)  # the same small size
+    assert still(hd(3, (1080, 1920, 3)), 10.4, bigger) is bigger
+    assert shown(still(hd(4), 10.4, bigger)) == 4  # back to 720p
+    assert shown(still(hd(5), 30.0, last)) == 5  # a gap in the stream
+    assert shown(still(hd(6), 9.8, last)) == 6  # the camera's clock went back
+
+
+def test_the_ring_and_the_clip_share_a_still_frame_and_a_forgotten_camera_drops_it() -> None:
+    recorder = ClipRecorder(ClipSettings(width=480, rate=RATE), MediaStore(Path("/nonexistent")))
+    c = recorder.collector
+    for i in range(12):  # 0.0–2.2 s, all still: shrunk at 0, 1 and 2 s
+        recorder.push("cam", recorder.shrink("cam", hd(i), i / RATE, still=True), i / RATE)
+    ring = [frame for _, frame in c.rings["cam"]]
+    assert len(ring) == PRE and [int(f[0, 0, 0]) for f in ring] == [0] * 4 + [5] * 5 + [10] * 2
+    assert len({id(f) for f in ring}) == 3  # the same arrays, not copies
+    clip = recorder.on_raise("cam", 11 / RATE)
+    assert clip.frames == ring and clip.frames[0] is clip.frames[3]
+    recorder.push("cam", recorder.shrink("cam", hd(12), 12 / RATE, still=False), 12 / RATE)
+    assert int(clip.frames[-1][0, 0, 0]) == 12 and not c.last["cam"].still
+    recorder.forget("cam")
+    assert "cam" not in c.last and "cam" not in c.rings and c.take_finished() == []  # encoding
+    assert recorder.collector.in_flight == 1
 
 
 def test_the_format_picks_the_encoder_and_mjpeg_is_the_default() -> None:
@@ -267,6 +356,38 @@ def test_encode_mjpeg_writes_an_avi_that_opencv_and_its_own_reader_read_back(
         (b"00dc", at - 8, size) for _, at, size in jpegs
     ]
     assert capfd.readouterr().err == ""  # no writer or reader complaint on stderr
+
+
+def test_a_repeated_frame_is_encoded_once_and_the_avi_holds_every_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded_arrays: list[int] = []
+    imencode = cv2.imencode
+
+    def counting(ext: str, image: np.ndarray, params: list[int]) -> tuple[bool, np.ndarray]:
+        encoded_arrays.append(id(image))
+        return imencode(ext, image, params)
+
+    monkeypatch.setattr(cv2, "imencode", counting)
+    rng = np.random.default_rng(3)
+    a = np.full((270, 480, 3), 40, np.uint8)
+    b = cv2.GaussianBlur(rng.integers(0, 256, (270, 480, 3), np.uint8), (9, 9), 3)
+    frames = [a, a, a, b, b, a.copy(), a]  # a copy is another array: encoded again
+    encoded = encode_mjpeg(frames, RATE)
+    assert len(encoded_arrays) == 4 and encoded.frames == 7
+    assert encoded.duration_s == pytest.approx(7 / RATE)
+    data = encoded.data
+    top = riff_chunks(data, 12, len(data))
+    _, movi, movi_size = top[1]
+    jpegs = [data[at : at + size] for _, at, size in riff_chunks(data, movi + 4, movi + movi_size)]
+    assert len(jpegs) == 7 and jpegs[0] == jpegs[1] == jpegs[2] and jpegs[3] == jpegs[4]
+    path = tmp_path / "repeated.avi"
+    path.write_bytes(data)
+    for api in (cv2.CAP_FFMPEG, cv2.CAP_OPENCV_MJPEG):
+        read, fps = read_back(path, api)
+        assert len(read) == 7 and fps == pytest.approx(RATE)
+        near_a = [np.abs(r.astype(int) - a.astype(int)).mean() < 3 for r in read]
+        assert near_a == [True, True, True, False, False, True, True]
 
 
 def test_mjpeg_avi_pads_odd_frames_and_refuses_an_empty_clip(tmp_path: Path) -> None:
@@ -415,3 +536,52 @@ async def test_a_clip_waits_for_all_its_raises_and_a_failed_encoding_is_counted(
         assert len(recorder.kept) == 1
     finally:
         await recorder.aclose()
+
+
+class Watching(Recorder):
+    """Keeps what the stage asked of the pre-roll: each frame's time, whether it was still,
+    and the small frame it got."""
+
+    def __init__(self, settings: ClipSettings) -> None:
+        super().__init__(settings)
+        self.asked: list[tuple[float, bool, Small]] = []
+
+    def shrink(self, camera_id: str, image: np.ndarray, at: float, *, still: bool) -> Small:
+        small = super().shrink(camera_id, image, at, still=still)
+        self.asked.append((at, still, small))
+        return small
+
+
+async def test_the_stage_shrinks_what_moves_and_lets_still_frames_stand_on_the_last() -> None:
+    async def sink(conn: object, hits: list[Hit], now: float) -> None:
+        pass
+
+    recorder = Watching(ClipSettings(width=320, rate=RATE))
+    stage = VideoStage(sink, config=VideoConfig(), clips=recorder)  # type: ignore[arg-type]
+    stage.set_cameras([CAMERA])
+    walk = Walk(8, ((-0.1, 0.8), (1.1, 0.82)), 0.1)  # 8 s of an empty street first
+    scene = Scene(SceneSpec("t", 11, 20.0, (walk,), (ZONE,)))
+    moving_at: list[float] = []
+    try:
+        for seq, t in enumerate(scene.times(RATE), 1):
+            await stage.on_frame(CameraFrame("CAM-1", scene.frame(t), t, seq))
+            if stage.states["CAM-1"].motion.boxes:
+                moving_at.append(t)
+    finally:
+        await recorder.aclose()
+    asked = recorder.asked
+    assert len(asked) == 100 and [a for a, _, _ in asked] == list(scene.times(RATE))
+    # what moved is shrunk from its own frame, and so is the first still frame after it
+    assert moving_at and all(small.at == at for at, still, small in asked if at in moving_at)
+    assert all(not still for at, still, _ in asked if at in moving_at)
+    for (_, before, _), (at, _, small) in itertools.pairwise(asked):
+        if not before:
+            assert small.at == at
+    # still frames show a still frame shrunk less than a second before, the same array
+    reused = [(at, small) for at, _, small in asked if small.at != at]
+    assert all(small.still and 0 < at - small.at < 1.0 for at, small in reused)
+    # on the empty street, after the detectors' first frames, four frames in five
+    empty = [small.at == at for at, _, small in asked if 2.0 <= at < 7.0]
+    assert sum(empty) == 5 and len(empty) == 25
+    ring = recorder.collector.rings["CAM-1"]
+    assert len(ring) == PRE and all(frame.shape == (180, 320, 3) for _, frame in ring)

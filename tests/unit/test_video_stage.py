@@ -1,21 +1,26 @@
 """The video stage between the capture fleet and the alert stage: frames in order, hits
 applied between ingest batches, snapshots on raises only, back-pressure on a full inbox,
-nothing lost when applying fails, unreachable cameras ticked."""
+nothing lost when applying fails, unreachable cameras ticked, and which frames are still
+(what the clips' pre-roll need not shrink)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from detectors.base import Hit
 from detectors.video import VideoConfig
+from detectors.video.motion import Box
+from detectors.video.pipeline import CameraDetectors
+from detectors.video.zones import Figure
 from devices.registry import Device, FramePolygon
 from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame
-from ingest.video_stage import VideoStage
+from ingest.video_stage import VideoStage, is_still
 from simulators.scenes import Scene, SceneSpec, Walk
 
 ZONE = FramePolygon(((0.3, 0.62), (0.82, 0.62), (0.9, 0.97), (0.22, 0.97)))
@@ -124,3 +129,28 @@ async def test_cameras_removed_from_the_registry_are_forgotten() -> None:
     stage = stage_with(Sink())
     stage.set_cameras([])
     assert stage.detectors == {} and stage.faults("CAM-1") == frozenset()
+
+
+def test_a_frame_is_still_only_when_the_detectors_judged_it_and_saw_nothing() -> None:
+    detectors = CameraDetectors.for_device(CAMERA, VideoConfig())
+    scene = Scene(SceneSpec("t", 11, 10.0, (), (ZONE,)))  # an empty street, sensor noise
+    state = detectors.initial_state()
+    for t in scene.times(5.0):
+        state, hits = detectors.on_frame(scene.frame(t), state, t)
+        assert not hits
+    at = state.motion.last_ts
+    assert at is not None and is_still(state, (), at, 0.001)
+    assert not is_still(state, (), at + 0.2, 0.001)  # not the frame the detectors judged
+    box = Box(10, 10, 30, 60, 800.0)
+    for motion in (
+        replace(state.motion, calibrating=3, looked=False),  # restarting: lights switched
+        replace(state.motion, looked=False),  # the last frame of a restart
+        replace(state.motion, boxes=(box,)),
+        replace(state.motion, changed=0.002),
+    ):
+        assert not is_still(replace(state, motion=motion), (), at, 0.001)
+    assert is_still(replace(state, motion=replace(state.motion, changed=0.002)), (), at, 0.005)
+    assert not is_still(replace(state, figures=(Figure(box, ()),)), (), at, 0.001)
+    cleared = Hit("CAM-1", "zones", "intrusion", "zone_intrusion", "video", "yellow",
+                  "cleared", at, "CAM-1/zones/intrusion")  # fmt: skip
+    assert not is_still(state, (cleared,), at, 0.001)
