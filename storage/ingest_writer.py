@@ -153,8 +153,10 @@ class _StateRow:
         self.status_at: float | None = None
         self.messages = 0
 
-    def seen(self, received_at: float) -> None:
-        self.messages += 1
+    def seen(self, received_at: float, *, new: bool = True) -> None:
+        """A message of the device; ``new`` unless it is a replay already stored (a broker
+        redelivering what a killed worker had written but not acknowledged): counted once."""
+        self.messages += new
         if received_at > self.last_seen:
             self.last_seen = received_at
 
@@ -167,18 +169,27 @@ class _StateRow:
                 self.last_values.setdefault(name, value)
 
 
-def _state_rows(batch: IngestBatch) -> dict[str, _StateRow]:
+def _state_rows(
+    batch: IngestBatch,
+    new_keys: set[tuple[str, int]] | None = None,
+    fresh_events: Sequence[DeviceEvent | StatusChange] | None = None,
+) -> dict[str, _StateRow]:
+    """Per device, what the batch says of its state; replays (readings not in ``new_keys``,
+    events and statuses not in ``fresh_events``; None: all new) are not counted again."""
+    fresh = None if fresh_events is None else {id(e) for e in fresh_events}
     rows: dict[str, _StateRow] = {}
     for item in (*batch.readings, *batch.heartbeats):
         row = rows.get(item.device_id) or rows.setdefault(item.device_id, _StateRow())
-        row.seen(item.received_at)
+        new = (new_keys is None or not item.values
+               or (item.device_id, _micros(item.ts)) in new_keys)
+        row.seen(item.received_at, new=new)
         row.values(item.ts, item.seq, item.values)
     for event in batch.events:
         row = rows.get(event.device_id) or rows.setdefault(event.device_id, _StateRow())
-        row.seen(event.received_at)
+        row.seen(event.received_at, new=fresh is None or id(event) in fresh)
     for status in batch.statuses:
         row = rows.get(status.device_id) or rows.setdefault(status.device_id, _StateRow())
-        row.seen(status.received_at)
+        row.seen(status.received_at, new=fresh is None or id(status) in fresh)
         if row.status_at is None or status.ts >= row.status_at:
             row.status, row.status_at = status.status, status.ts
     return rows
@@ -299,7 +310,7 @@ class IngestWriter:
                             fresh_events.append(item)
                         cur.nextset()
                 events_rows = len(fresh_events)
-            states = _state_rows(batch)
+            states = _state_rows(batch, new_keys, fresh_events)
             if states:
                 async with conn.cursor().copy("COPY state_in FROM STDIN") as copy:
                     await copy.write(_state_lines(states))

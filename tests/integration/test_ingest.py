@@ -259,6 +259,9 @@ async def test_writer_stores_a_replayed_batch_once(registered: str) -> None:
     assert fresh == [[partly_new.readings[-1]]]  # only what was new goes on to detection
     assert writer.replayed_batches == 1
     assert await scalar(registered, "SELECT count(*) FROM readings WHERE device_id='SD-009'") == 51
+    # the device's message count counts each message once, replays or not
+    assert await scalar(
+        registered, "SELECT messages FROM device_state WHERE device_id='SD-009'") == 51
 
 
 async def test_replay_on_the_staging_path_meets_the_rows_the_direct_path_stored(
