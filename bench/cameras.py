@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -84,7 +84,7 @@ from devices.registry import Device
 from gridwatch.config import VideoSection
 from ingest.cameras import CameraFleet, CameraFrame, CameraSource, CaptureSettings
 from ingest.clip_recorder import ClipRecorder
-from ingest.video_clips import ClipSettings
+from ingest.video_clips import ClipSettings, EncodedClip, Small
 from ingest.video_stage import VideoStage
 from simulators.rtsp_process import RtspSimulator
 from simulators.scenes import DEMO_ZONE, OSD_MASK
@@ -188,6 +188,29 @@ class EncodedOnly(ClipRecorder):
     def __init__(self, settings: ClipSettings) -> None:
         super().__init__(settings, MediaStore(Path(tempfile.mkdtemp(prefix="bench-clips-"))))
         self.encoded = 0
+        self.cpu = 0.0  # thread CPU seconds in the pre-roll and the encoder
+        self._lock = threading.Lock()
+        encode = self._encode
+
+        def timed_encode(frames: Sequence[np.ndarray], fps: float) -> EncodedClip:
+            started = time.thread_time()
+            try:
+                return encode(frames, fps)
+            finally:
+                self._spent(time.thread_time() - started)
+
+        self._encode = timed_encode
+
+    def _spent(self, seconds: float) -> None:
+        with self._lock:
+            self.cpu += seconds
+
+    def shrink(self, camera_id: str, image: np.ndarray, at: float, *, still: bool) -> Small:
+        started = time.thread_time()
+        try:
+            return super().shrink(camera_id, image, at, still=still)
+        finally:
+            self._spent(time.thread_time() - started)
 
     async def periodic(self, conn: psycopg.AsyncConnection, now: float) -> int:
         self.collector.close_quiet(now)
@@ -281,6 +304,7 @@ class Reading:
     dropped: dict[str, int]
     pushed: dict[str, int]
     detector_cpu: float
+    clips_cpu: float
 
 
 @dataclass(slots=True)
@@ -299,6 +323,7 @@ class Window:
     frames: int  # analysed, all cameras
     cpu_ms_per_frame: float  # this process, per analysed frame
     detector_ms_per_frame: float  # of which in the detectors (their threads' CPU)
+    clips_ms_per_frame: float  # and in the clips: pre-roll and encoding (threads' CPU)
     cpu_pct: float  # this process, % of one core
     sim_cpu_pct: float
     machine_pct: float  # all processes, % of one core (2 cores: 200)
@@ -327,6 +352,7 @@ async def read_counters(fleet: CameraFleet, sim: RtspSimulator, chain: FullChain
         dropped={s.camera_id: s.frames_dropped for s in stats},
         pushed={s.name: s.frames_pushed for s in status},
         detector_cpu=chain.detector_cpu if chain is not None else 0.0,
+        clips_cpu=chain.clips.cpu if chain is not None and chain.clips is not None else 0.0,
     )
 
 
@@ -381,6 +407,7 @@ async def measure(
         frames=frames,
         cpu_ms_per_frame=1000 * cpu / max(1, frames),
         detector_ms_per_frame=1000 * (b.detector_cpu - a.detector_cpu) / max(1, frames),
+        clips_ms_per_frame=1000 * (b.clips_cpu - a.clips_cpu) / max(1, frames),
         cpu_pct=100 * cpu / wall,
         sim_cpu_pct=100 * (b.sim_cpu - a.sim_cpu) / wall,
         machine_pct=machine,
@@ -532,14 +559,15 @@ async def one_run(
     return w
 
 
-def pooled(runs: list[Window]) -> tuple[float, float, float, bool]:
-    """Over runs: CPU ms per analysed frame, of it in the detectors, frames decoded per
-    analysed frame, and whether every run was held."""
+def pooled(runs: list[Window]) -> tuple[float, float, float, float, bool]:
+    """Over runs: CPU ms per analysed frame, of it in the detectors and in the clips, frames
+    decoded per analysed frame, and whether every run was held."""
     frames = max(1, sum(w.frames for w in runs))
     ms = sum(w.cpu_ms_per_frame * w.frames for w in runs) / frames
     detector_ms = sum(w.detector_ms_per_frame * w.frames for w in runs) / frames
+    clips_ms = sum(w.clips_ms_per_frame * w.frames for w in runs) / frames
     decoded = sum(w.fps_in * w.cameras * w.seconds for w in runs) / frames
-    return ms, detector_ms, decoded, all(w.held for w in runs)
+    return ms, detector_ms, clips_ms, decoded, all(w.held for w in runs)
 
 
 async def compare(
@@ -601,8 +629,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await asyncio.to_thread(sim.stop)
 
-    decode_ms, _, decode_n, decode_held = pooled(decode_runs)
-    full_ms, detector_ms, full_n, full_held = pooled(full_runs)
+    decode_ms, _, _, decode_n, decode_held = pooled(decode_runs)
+    full_ms, detector_ms, clips_ms, full_n, full_held = pooled(full_runs)
     ratio = full_ms / decode_ms
     at = next((w for w in windows if w.cameras == held and w.held), None)
     first = windows[0] if windows else None
@@ -621,7 +649,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     print(
         f"  the full chain's {full_ms:.2f} ms: capture {decode_ms:.2f} + detectors "
-        f"{detector_ms:.2f} + the rest of the chain {full_ms - decode_ms - detector_ms:.2f}"
+        f"{detector_ms:.2f} + clips (pre-roll and encoding) {clips_ms:.2f} + the rest of the "
+        f"chain {full_ms - decode_ms - detector_ms - clips_ms:.2f}"
     )
     if not (decode_held and full_held):
         print(
@@ -668,6 +697,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "decode_ms_per_frame": decode_ms,
         "full_ms_per_frame": full_ms,
         "detector_ms_per_frame": detector_ms,
+        "clips_ms_per_frame": clips_ms,
         "ratio": ratio,
         "rss_per_camera_mb": at.rss_per_camera_mb if at is not None else None,
     }
