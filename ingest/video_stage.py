@@ -126,6 +126,8 @@ class VideoStage:
         self.blind.discard(frame.camera_id)
         state = self.states[frame.camera_id]
         state, hits, small = await asyncio.to_thread(self._analyse, detectors, frame, state)
+        if self.detectors.get(frame.camera_id) is not detectors:
+            return  # removed or re-zoned meanwhile: this frame's result is of detectors gone
         self.states[frame.camera_id] = state
         clip = None
         if self.clips is not None and small is not None:

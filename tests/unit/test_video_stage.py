@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import pytest
 from detectors.base import Hit
 from detectors.video import VideoConfig
 from detectors.video.motion import Box
-from detectors.video.pipeline import CameraDetectors
+from detectors.video.pipeline import CameraDetectors, CameraState, Hits
 from detectors.video.zones import Figure
 from devices.registry import Device, FramePolygon
 from ingest.camera_capture import CameraEvent, CameraEventKind, CameraFrame
@@ -154,3 +156,31 @@ def test_a_frame_is_still_only_when_the_detectors_judged_it_and_saw_nothing() ->
     cleared = Hit("CAM-1", "zones", "intrusion", "zone_intrusion", "video", "yellow",
                   "cleared", at, "CAM-1/zones/intrusion")  # fmt: skip
     assert not is_still(state, (cleared,), at, 0.001)
+
+
+async def test_a_camera_removed_while_its_frame_is_analysed_leaves_nothing_behind() -> None:
+    from ingest.clip_recorder import ClipRecorder
+    from ingest.video_clips import ClipSettings
+    from storage.media import MediaStore
+
+    clips = ClipRecorder(ClipSettings(), MediaStore(Path("/nonexistent")))
+    stage = stage_with(Sink(), clips=clips)
+    detectors = stage.detectors["CAM-1"]
+    started, release = threading.Event(), threading.Event()
+    on_frame = detectors.on_frame
+
+    def slow(frame: np.ndarray, state: CameraState, ts: float) -> tuple[CameraState, Hits]:
+        started.set()
+        release.wait(10)
+        return on_frame(frame, state, ts)
+
+    detectors.on_frame = slow  # type: ignore[method-assign]
+    grey = np.full((360, 640, 3), 90, np.uint8)
+    task = asyncio.create_task(stage.on_frame(CameraFrame("CAM-1", grey, 1.0, 1)))
+    assert await asyncio.to_thread(started.wait, 10)
+    stage.set_cameras([])  # removed from the registry (or taken by another worker) meanwhile
+    release.set()
+    await task
+    assert stage.states == {} and stage.detectors == {}
+    assert clips.collector.rings == {} and clips.collector.last == {}
+
